@@ -1,0 +1,428 @@
+"""RunConfig: YAML plus ``--set`` overrides, checked where it is loaded.
+
+Every section is a frozen dataclass. Types come from the annotations; limits from each class's ``_checks``.
+Unknown keys are errors that name the key and suggest the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from cardgen.errors import ConfigError
+
+TASKS = ("text-classification", "masked-lm", "causal-lm", "question-answering")
+TASK_ALIASES = {
+    "classification": "text-classification",
+    "sequence-classification": "text-classification",
+    "fill-mask": "masked-lm",
+    "mlm": "masked-lm",
+    "text-generation": "causal-lm",
+    "clm": "causal-lm",
+    "qa": "question-answering",
+    "extractive-qa": "question-answering",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The checkpoint to fine-tune or document."""
+
+    name_or_path: str = ""
+    revision: str | None = None
+    gguf_file: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+
+    def _checks(self) -> list[tuple[str, str]]:
+        return [("name_or_path", "is required: a local directory or a Hub id")] if not self.name_or_path else []
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from and how they map to the task."""
+
+    dataset: str | None = None  # Hub dataset name (or a local dataset directory)
+    dataset_config: str | None = None
+    revision: str | None = None
+    train: str | None = None  # local files: csv, tsv, json, jsonl, parquet, txt
+    validation: str | None = None
+    test: str | None = None
+    splits: dict[str, str] = field(default_factory=dict)  # cardgen split -> Hub split name
+    format: Literal["csv", "tsv", "json", "jsonl", "parquet", "text"] | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    label_names: list[str] | None = None
+    validation_size: float = 0.1
+    test_size: float = 0.1
+    split_seed: int = 42
+    max_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    name: str | None = None  # human-readable dataset name for the card
+
+    def _checks(self) -> list[tuple[str, str]]:
+        errors = []
+        if not (self.dataset or self.train or self.test or self.validation):
+            errors.append(("train", "is required: give data.train (a local file) or data.dataset (a Hub dataset)"))
+        for key in ("validation_size", "test_size"):
+            value = getattr(self, key)
+            if not 0 <= value < 1:
+                errors.append((key, f"must be in [0, 1) (got {value})"))
+        if self.max_length < 8:
+            errors.append(("max_length", f"must be >= 8 (got {self.max_length})"))
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                errors.append((key, f"must be >= 1 (got {value})"))
+        if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
+            errors.append(("label_names", "must not repeat a name"))
+        return errors
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters; mapped onto transformers.TrainingArguments."""
+
+    learning_rate: float = 5e-5
+    num_epochs: float = 3.0
+    max_steps: int = -1
+    train_batch_size: int = 16
+    eval_batch_size: int = 32
+    seed: int = 42
+    weight_decay: float = 0.0
+    warmup: float = 0.0  # steps when >= 1, a ratio of the total steps when < 1 (transformers 5 semantics)
+    lr_scheduler: str = "linear"
+    optimizer: str = "adamw_torch"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    early_stopping_patience: int | None = None
+    metric_for_best_model: str | None = None  # task default when unset
+    logging_steps: int | None = None  # per epoch when unset
+    save_total_limit: int = 2
+    keep_checkpoints: bool = False
+    extra_args: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments as they are
+
+    def _checks(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.learning_rate <= 0:
+            errors.append(("learning_rate", f"must be > 0 (got {self.learning_rate})"))
+        if self.num_epochs <= 0 and self.max_steps <= 0:
+            errors.append(("num_epochs", f"must be > 0 (got {self.num_epochs})"))
+        for key in ("train_batch_size", "eval_batch_size", "gradient_accumulation_steps", "save_total_limit"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1 (got {getattr(self, key)})"))
+        if self.weight_decay < 0:
+            errors.append(("weight_decay", f"must be >= 0 (got {self.weight_decay})"))
+        if self.warmup < 0:
+            errors.append(("warmup", f"must be >= 0 (got {self.warmup})"))
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            errors.append(("early_stopping_patience", f"must be >= 1 (got {self.early_stopping_patience})"))
+        if not 0 <= self.adam_beta1 < 1 or not 0 <= self.adam_beta2 < 1:
+            errors.append(("adam_beta1", "adam_beta1 and adam_beta2 must be in [0, 1)"))
+        return errors
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """The final, held-out evaluation."""
+
+    split: str = "test"
+    batch_size: int = 32
+
+    def _checks(self) -> list[tuple[str, str]]:
+        return [("batch_size", f"must be >= 1 (got {self.batch_size})")] if self.batch_size < 1 else []
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Base model versus fine-tuned: statistics on the same examples."""
+
+    enabled: bool = True
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    probe_max_train: int = 20000  # examples used to fit the linear probe
+
+    def _checks(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.bootstrap_samples < 100:
+            errors.append(("bootstrap_samples", f"must be >= 100 (got {self.bootstrap_samples})"))
+        if not 0.5 < self.confidence < 1:
+            errors.append(("confidence", f"must be in (0.5, 1) (got {self.confidence})"))
+        return errors
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Speed and memory of base and fine-tuned, measured in the same process."""
+
+    enabled: bool = True
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    sequence_length: int = 64
+    warmup: int = 3
+    min_iterations: int = 10
+    min_seconds: float = 2.0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+
+    def _checks(self) -> list[tuple[str, str]]:
+        errors = []
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            errors.append(("batch_sizes", f"must be a non-empty list of sizes >= 1 (got {self.batch_sizes})"))
+        if self.min_iterations < 1:
+            errors.append(("min_iterations", f"must be >= 1 (got {self.min_iterations})"))
+        return errors
+
+
+@dataclass(frozen=True)
+class CardConfig:
+    """What goes into the card beyond the measurements."""
+
+    model_name: str | None = None
+    license: str = "apache-2.0"
+    language: list[str] = field(default_factory=lambda: ["en"])
+    tags: list[str] = field(default_factory=list)
+    template: str | None = None
+    description: str | None = None
+    intended_uses: str | None = None
+    limitations: str | None = None
+    citation: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go."""
+
+    dir: str = "runs/cardgen-run"
+    overwrite: bool = False
+    save_model: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `cardgen run` needs; ``training: null`` documents a checkpoint without training it."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: str = "text-classification"
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig | None = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    card: CardConfig = field(default_factory=CardConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def _checks(self) -> list[tuple[str, str]]:
+        if self.task not in TASKS:
+            hint = _nearest(self.task, TASKS)
+            return [("task", f"must be one of {', '.join(TASKS)} (got {self.task!r}){hint}")]
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (what config.yaml holds)."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    data: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Read a YAML config, apply ``key=value`` overrides and check every value.
+
+    Args:
+        path: The YAML file. Relative data and model paths in it are resolved against its directory.
+        overrides: ``section.key=value`` strings; values are parsed as YAML (``3e-5``, ``true``, ``[a, b]``).
+        data: A config as a dict instead of a file.
+
+    Raises:
+        ConfigError: naming the file, line, key or flag at fault.
+    """
+    import yaml
+
+    raw: Any = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist", "check the path, e.g. examples/sentiment.yaml")
+        base_dir = path.resolve().parent
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ConfigError(f"{path} is not valid YAML{where}: {problem}", "fix the YAML syntax there") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text", "save the config as UTF-8") from exc
+    elif data is not None:
+        raw = data
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a YAML mapping of sections (model:, data:, training: ...)")
+    raw = _apply_overrides(dict(raw), overrides)
+    raw = _resolve_paths(raw, base_dir)
+    if isinstance(raw.get("task"), str):
+        raw["task"] = TASK_ALIASES.get(raw["task"], raw["task"])
+    if isinstance(raw.get("model"), str):  # `model: path` is shorthand for model.name_or_path
+        raw["model"] = {"name_or_path": raw["model"]}
+    return _build(RunConfig, raw, "")
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML text."""
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not key=value", "write e.g. --set training.learning_rate=3e-5")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: cannot parse value {text!r}", "quote the value") from exc
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a section")
+            node[part] = dict(child)
+            node = node[part]
+        node[parts[-1]] = value
+    return raw
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    # Paths in a config file are relative to that file, so `cardgen run examples/x.yaml` works from anywhere.
+    data = raw.get("data")
+    if isinstance(data, dict):
+        data = dict(data)
+        for key in ("train", "validation", "test"):
+            if isinstance(data.get(key), str):
+                data[key] = _resolve(data[key], base_dir)
+        if isinstance(data.get("dataset"), str) and _looks_local(data["dataset"], base_dir):
+            data["dataset"] = _resolve(data["dataset"], base_dir)
+        raw["data"] = data
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("name_or_path"), str):
+        if _looks_local(model["name_or_path"], base_dir):
+            model = dict(model)
+            model["name_or_path"] = _resolve(model["name_or_path"], base_dir)
+            raw["model"] = model
+    return raw
+
+
+def _looks_local(value: str, base_dir: Path) -> bool:
+    return value.startswith((".", "/", "~")) or (base_dir / value).exists()
+
+
+def _resolve(value: str, base_dir: Path) -> str:
+    if value.startswith("pkg:"):  # pkg:<module>/<sub/path>: a file shipped inside an installed package
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base_dir / p).resolve())
+
+
+def _nearest(key: str, choices: typing.Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"`{where}` must be a mapping (got {type(raw).__name__})")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            raise ConfigError(
+                f"unknown key `{prefix}{key}`{_nearest(str(key), names)}",
+                f"valid keys in `{where}`: {', '.join(names)}",
+            )
+    kwargs = {key: _coerce(hints[key], value, f"{prefix}{key}") for key, value in raw.items()}
+    obj = cls(**kwargs)
+    for key, message in obj._checks() if hasattr(obj, "_checks") else []:
+        raise ConfigError(f"`{prefix}{key}` {message}", "fix it in the config or with --set")
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if value is None:
+        raise ConfigError(f"`{key}` must not be empty", "give a value or remove the key to use the default")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"`{key}` must be one of {', '.join(map(str, args))} (got {value!r})")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value] if isinstance(value, (str, int, float)) else value
+        if not isinstance(value, list):
+            raise ConfigError(f"`{key}` must be a list (got {type(value).__name__})")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"`{key}` must be a mapping (got {type(value).__name__})")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{key}` must be true or false (got {value!r})")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"`{key}` must be an integer (got {value!r})")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)  # YAML 1.1 reads 3e-5 as a string
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"`{key}` must be a number (got {value!r})")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"`{key}` must be a string (got {value!r})")
+        return str(value)
+    if tp is Any:
+        return value
+    raise ConfigError(f"`{key}` has unsupported type {_type_name(tp)}")  # pragma: no cover

@@ -1,0 +1,238 @@
+"""The run record: typed dataclasses that every stage hands to the next, and their JSON form (run.json).
+
+The card is a pure function of :class:`RunRecord`, so a card can be re-rendered, diffed or pushed without
+re-training. This module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+from cardgen.errors import OutputError
+
+SCHEMA_VERSION = "1.0"
+T = TypeVar("T")
+
+
+@dataclass
+class EnvironmentRecord:
+    """Versions and hardware: what a stranger needs to reproduce the numbers."""
+
+    python: str
+    platform: str
+    packages: dict[str, str]  # name -> version (torch, transformers, datasets, ...)
+    cuda: str | None = None  # CUDA version torch was built with, when any
+    device: str = "cpu"  # "cpu" or "cuda:0" ...
+    device_name: str = ""  # CPU model or GPU name
+    num_devices: int = 1
+    cpu_count: int = 1
+    torch_threads: int = 1
+    memory_gb: float | None = None
+    git_commit: str | None = None
+
+
+@dataclass
+class SplitRecord:
+    """One split of the data as it went into the model."""
+
+    name: str
+    num_examples: int
+    source: str  # file path, Hub dataset name, or "<file> (split seed 42)"
+    fingerprint: str  # sha256 of the examples (text and label) in order
+    label_distribution: dict[str, int] = field(default_factory=dict)
+    num_truncated: int = 0  # examples longer than max_length that were cut
+    token_length: dict[str, float] = field(default_factory=dict)  # min/mean/p50/p95/max
+
+
+@dataclass
+class DataRecord:
+    """What the model was trained and evaluated on."""
+
+    source: str
+    text_column: str
+    label_column: str | None
+    label_names: list[str]
+    splits: dict[str, SplitRecord]
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of the file bytes
+    hub_dataset: str | None = None
+    hub_config: str | None = None
+    hub_revision: str | None = None
+    max_length: int = 128
+    report: dict[str, Any] = field(default_factory=dict)  # duplicates, overlap: filled by data checks
+
+
+@dataclass
+class ModelRecord:
+    """The checkpoint: where it came from and what transformers said when it was loaded."""
+
+    base_model: str
+    task: str
+    pipeline_tag: str
+    architecture: str
+    num_parameters: int
+    revision: str | None = None
+    gguf_file: str | None = None
+    newly_initialized: list[str] = field(default_factory=list)
+    trust_remote_code: bool = False
+    size_on_disk_bytes: int | None = None
+    saved_to: str | None = None  # relative path of the saved fine-tuned model, "" for the output dir itself
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EpochRow:
+    """One row of the per-epoch table, as the Trainer's own card shows it."""
+
+    epoch: float
+    step: int
+    training_loss: float | None
+    validation_loss: float | None
+    metrics: dict[str, float] = field(default_factory=dict)  # accuracy, f1, ... (no eval_ prefix)
+
+
+@dataclass
+class TrainingRecord:
+    """What the Trainer did."""
+
+    arguments: dict[str, Any]  # every effective TrainingArguments value, JSON-safe
+    non_default: list[str]  # names of arguments that differ from transformers' defaults
+    hyperparameters: dict[str, Any]  # the Trainer card's list, in its order and form
+    epochs: list[EpochRow]
+    metric_for_best_model: str
+    greater_is_better: bool
+    best_epoch: float | None = None
+    best_step: int | None = None
+    best_metric: float | None = None
+    overfitting: bool = False
+    overfitting_note: str | None = None
+    train_loss: float | None = None
+    train_runtime_s: float | None = None
+    train_samples_per_second: float | None = None
+    total_flos: float | None = None
+    global_step: int = 0
+    num_devices: int = 1
+    total_train_batch_size: int = 0
+    total_eval_batch_size: int = 0
+    stopped_early: bool = False
+    resumed_from: str | None = None
+
+
+@dataclass
+class EvaluationRecord:
+    """A model's results on one split, with per-example outputs so every number can be recomputed."""
+
+    model: str  # "fine-tuned" or "base"
+    split: str
+    num_examples: int
+    metrics: dict[str, float]
+    labels: list[int] = field(default_factory=list)
+    predictions: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # per-example loss where the task has one
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific (e.g. generations, n_tokens)
+    method: str = "direct"  # "direct", "linear-probe", "zero-shot"
+    runtime_s: float | None = None
+
+
+@dataclass
+class RunRecord:
+    """The whole run; saved as run.json and the only input of the card."""
+
+    config: dict[str, Any]
+    environment: EnvironmentRecord
+    model: ModelRecord
+    data: DataRecord
+    evaluation: EvaluationRecord | None = None
+    training: TrainingRecord | None = None
+    base_evaluation: EvaluationRecord | None = None
+    comparison: dict[str, Any] | None = None
+    benchmark: dict[str, Any] | None = None
+    status: str = "completed"  # "completed", "interrupted", "failed"
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    created_at: str = ""
+    cardgen_version: str = ""
+    schema_version: str = SCHEMA_VERSION
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON form
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain JSON-safe values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:  # NaN is not JSON
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def from_dict(cls: type[T], data: Any) -> T:
+    """Build dataclass ``cls`` from :func:`to_dict` output, recursing by type hints; unknown keys are kept out."""
+    return _convert(cls, data)
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(args[0], value) if len(args) == 1 else value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        kwargs = {k: _convert(hints[k], v) for k, v in value.items() if k in names}
+        return tp(**kwargs)
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_convert(item, v) for v in value]
+    if origin is dict:
+        args = typing.get_args(tp)
+        val_tp = args[1] if len(args) == 2 else Any
+        return {k: _convert(val_tp, v) for k, v in value.items()}
+    return value
+
+
+def save_record(record: RunRecord, path: str | Path) -> None:
+    """Write run.json atomically (temp file, then rename)."""
+    from cardgen.io import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(to_dict(record), indent=2, ensure_ascii=False) + "\n")
+
+
+def load_record(path: str | Path) -> RunRecord:
+    """Read run.json, checking the schema version.
+
+    Raises:
+        OutputError: the file is missing, is not JSON, or has a newer schema than this cardgen reads.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "run.json"
+    if not path.is_file():
+        raise OutputError(f"no run record at {path}", "give the output directory of a `cardgen run`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})", "re-run `cardgen run`") from exc
+    major = str(data.get("schema_version", "0")).split(".")[0]
+    if major != SCHEMA_VERSION.split(".")[0]:
+        raise OutputError(
+            f"{path} has schema version {data.get('schema_version')}, this cardgen reads {SCHEMA_VERSION}",
+            "use the cardgen version that wrote it",
+        )
+    return from_dict(RunRecord, data)
