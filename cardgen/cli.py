@@ -152,6 +152,44 @@ def card(run_dir: Path, template: Path | None, output: Path | None) -> None:
     print_text(f"Wrote {target}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--repo-id", required=True, metavar="NS/NAME", help="The model repo to publish to (created if missing).")
+@click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing to the branch.")
+@click.option("--private", is_flag=True, help="Create the repo private.")
+@click.option("--revision", metavar="BRANCH", help="Branch to commit to (default main), or the PR's base branch.")
+@click.option("--with-model", is_flag=True, help="Also upload the weights, config and tokenizer files.")
+@click.option("--commit-message", metavar="TEXT", help="Summary of the commit (or title of the pull request).")
+@click.option("--dry-run", is_flag=True, help="Show what would be uploaded and the card diff; write nothing.")
+@click.option("--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the huggingface_hub login).")
+@click.option("--overwrite", is_flag=True, help="Replace the card on the Hub instead of merging into it.")
+@handle_errors
+def push(run_dir: Path, repo_id: str, create_pr: bool, private: bool, revision: str | None, with_model: bool,
+         commit_message: str | None, dry_run: bool, token: str | None, overwrite: bool) -> None:
+    """Publish RUN_DIR's card, run.json and plots (and with --with-model the model) to the Hub in one commit.
+
+    On an existing repo, cardgen's generated sections of the card are replaced and text written by people is
+    kept (unless --overwrite).
+    """
+    from cardgen.console import RichProgress, print_table, print_text
+    from cardgen.hub import push as push_to_hub
+
+    result = push_to_hub(run_dir, repo_id, token=token, create_pr=create_pr, private=private, revision=revision,
+                         with_model=with_model, commit_message=commit_message, dry_run=dry_run,
+                         overwrite=overwrite, progress=RichProgress())
+    rows = [(f.path, f.status, f"{f.size:,}") for f in result.files]
+    print_table(f"Files for {result.repo_id}@{result.revision}", ["file", "status", "bytes"], rows)
+    if result.dry_run:
+        print_text(result.diff or "The card on the Hub is the same as the one to push.")
+        print_text(f"Dry run: nothing was written to {result.repo_url}")
+    elif result.no_change:
+        print_text(f"Nothing to push: {result.repo_url} already has these files.")
+    elif result.pr_url:
+        print_text(f"Opened pull request {result.pr_url}")
+    else:
+        print_text(f"Pushed {len(result.changed)} file(s) to {result.repo_url} ({result.commit_url})")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="cardgen")

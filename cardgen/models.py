@@ -153,6 +153,23 @@ def load_pretrained(auto_class: Any, cfg: ModelConfig, tokenizer: Any = None, **
                        source=cfg.name_or_path)
 
 
+@contextlib.contextmanager
+def hf_quiet() -> Any:
+    """Silence transformers' load reports, warnings and progress bars for the duration; cardgen reports itself."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def count_parameters(model: Any) -> int:
     """Number of parameters (shared ones once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

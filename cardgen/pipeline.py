@@ -80,6 +80,13 @@ def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) 
     Returns:
         The output directory and the run record written to it.
     """
+    from cardgen.models import hf_quiet
+
+    with hf_quiet():
+        return _run(cfg, progress, resume)
+
+
+def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
     from cardgen.environment import collect_environment
     from cardgen.models import count_parameters, dir_size
     from cardgen.tasks import get_task
