@@ -421,7 +421,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return _coerce(inner[0], value, key)
     if value is None:
         raise ConfigError(f"`{key}` must not be empty", "give a value or remove the key to use the default")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".")
     if origin is Literal:
         if value not in args:

@@ -8,7 +8,7 @@ returned in the original order, so results equal plain unsorted evaluation.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from cardgen.console import NullProgress, Progress
 
-Features = dict[str, Sequence[int]]
+Features = Mapping[str, Sequence[int]]
 StepFn = Callable[[Any, dict[str, Any]], dict[str, Any]]
 
 

@@ -190,15 +190,15 @@ def _convert(tp: Any, value: Any) -> Any:
         return None
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(args[0], value) if len(args) == 1 else value
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(members[0], value) if len(members) == 1 else value
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
         kwargs = {k: _convert(hints[k], v) for k, v in value.items() if k in names}
         return tp(**kwargs)
     if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
+        item = (typing.get_args(tp) or (Any,))[0]
         return [_convert(item, v) for v in value]
     if origin is dict:
         args = typing.get_args(tp)
