@@ -1,496 +1,73 @@
-"""Latency, throughput and memory of a model, measured honestly.
+"""Latency, throughput and memory of models (base and fine-tuned) measured in the same process.
 
-How the numbers are made (after optimum-benchmark's latency and memory trackers, reimplemented here):
-
-- Timing: on CPU ``time.perf_counter`` around each call; on CUDA a pair of ``torch.cuda.Event(enable_timing=True)``
-  recorded on the device's current stream around each call, and the device synchronised before the pair is read,
-  so a number is the time the GPU took, not the time Python took to queue kernels. Reading after every call (one
-  host synchronisation per iteration) keeps iterations from overlapping and makes the seconds budget count work
-  that has finished.
-- Each model and batch size gets one cold call (the first ever: allocation, kernel selection, ``torch.compile``),
-  timed and reported apart, then ``warmup`` un-timed calls, then timed calls until at least ``min_iterations`` were
-  made AND at least ``min_seconds`` were spent in timed calls.
-- Models are measured in the same process in interleaved rounds (round-robin over models for each batch size,
-  several rounds, each starting with one un-timed call that re-warms caches after the switch), so drift of the
-  machine (thermal throttling, other processes) hits every model alike.
-- Statistics are exact functions of the recorded seconds: mean, sample standard deviation (``ddof=1``), and
-  percentiles by ``numpy.percentile`` with linear interpolation (``method="linear"``, numpy's default: the value at
-  rank ``(n - 1) * q / 100`` interpolated between its two neighbours).
-- Memory: host memory is the process resident set size (RSS). A background thread samples ``psutil`` RSS every
-  few milliseconds, and ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (the lifetime peak the kernel keeps) is read
-  before and after: when it rose during the window, it is the exact peak of the window. The delta is that peak
-  minus the RSS when the window opened. On CUDA ``torch.cuda.max_memory_allocated`` and ``max_memory_reserved``
-  are read after ``reset_peak_memory_stats``. Memory is tracked over the cold call and the warm-up (same inputs and
-  shapes as the timed calls), not over the timed calls, where the sampling thread would perturb the timings.
-  Peaks are process-wide: they include every model loaded in the process.
+:func:`benchmark_models` times forward passes on fixed synthetic shapes or real texts; :func:`benchmark_generation`
+times a causal LM's first token and decoding. Both interleave the models round by round (see :mod:`cardgen.timing`
+for how each number is made: timers, CUDA events, percentiles, memory). :func:`benchmark_stage` is the run's stage
+and :func:`bench_checkpoints` is ``cardgen bench`` (both in :mod:`cardgen.bench_stage`).
 
 The module imports neither torch nor transformers at import time.
 """
 
 from __future__ import annotations
 
-import gc
-import math
 import os
-import platform
-import threading
-import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 
+from cardgen.bench_inputs import (
+    PRECISIONS,
+    _autocast,
+    _input_names,
+    _pad_id,
+    _synthetic_batch,
+    _text_batch,
+    _to_device,
+    _vocab_size,
+    autocast_dtype,
+    synthetic_ids,
+)
+from cardgen.bench_record import (
+    BatchResult,
+    BenchmarkRecord,
+    BenchmarkSettings,
+    GenerationResult,
+    LatencyStats,
+    MemoryStats,
+    ModelBenchmark,
+)
 from cardgen.errors import ConfigError, ModelError
+from cardgen.timing import (
+    CpuTimer,
+    CudaTimer,
+    MemoryTracker,
+    Timer,
+    _check_budget,
+    _run_interleaved,
+    _Slot,
+    is_cuda,
+    latency_stats,
+    make_timer,
+    measure,
+    memory_method,
+    synchronize,
+    time_call,
+    timed,
+)
 
-T = TypeVar("T")
+__all__ = [
+    "PRECISIONS", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "CpuTimer", "CudaTimer", "GenerationResult",
+    "LatencyStats", "MemoryStats", "MemoryTracker", "ModelBenchmark", "Timer", "autocast_dtype", "bench_checkpoints",
+    "benchmark_generation", "benchmark_models", "benchmark_stage", "is_cuda", "latency_stats", "make_timer",
+    "measure", "memory_method", "num_parameters", "size_on_disk", "synchronize", "time_call", "timed",
+]
+
 Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-RSS_SAMPLE_INTERVAL_S = 0.005
-
-
-# --------------------------------------------------------------------------------------------------- records
-@dataclass
-class LatencyStats:
-    """Statistics of the timed calls of one model at one batch size (seconds per call = per batch)."""
-
-    batch_size: int
-    count: int
-    mean_s: float
-    std_s: float  # sample standard deviation (ddof=1); 0.0 for a single call
-    min_s: float
-    p50_s: float
-    p90_s: float
-    p99_s: float
-    max_s: float
-    total_s: float
-    per_sample_mean_s: float  # mean_s / batch_size
-    samples_per_s: float | None  # batch_size / mean_s (None when mean_s is 0)
-    tokens_per_batch: int | None = None
-    tokens_per_s: float | None = None  # tokens_per_batch / mean_s
-    seconds: list[float] = field(default_factory=list)  # every timed call, in order
-
-
-@dataclass
-class MemoryStats:
-    """Peak memory over one window (or the largest over several). Bytes."""
-
-    device: str
-    method: str
-    rss_baseline_bytes: int  # RSS when the window opened
-    rss_peak_bytes: int
-    rss_delta_bytes: int  # peak - baseline: what the calls added on top of what was resident
-    cuda_max_allocated_bytes: int | None = None
-    cuda_max_reserved_bytes: int | None = None
-
-
-@dataclass
-class BatchResult:
-    """One model at one batch size."""
-
-    batch_size: int
-    sequence_length: int  # padded length of the batch
-    tokens_per_batch: int  # tokens that are not padding
-    cold_s: float  # the first call, with everything a first call pays for
-    latency: LatencyStats
-    memory: MemoryStats
-
-
-@dataclass
-class GenerationResult:
-    """Greedy generation of a fixed number of new tokens by one causal LM."""
-
-    batch_size: int
-    prompt_length: int
-    new_tokens: int
-    cold_s: float  # the first full generate call
-    time_to_first_token: (
-        LatencyStats  # generate() with max_new_tokens = min_new_tokens = 1: prefill + 1 token
-    )
-    generate: LatencyStats  # generate() with max_new_tokens = min_new_tokens = new_tokens
-    decode_tokens_per_s: float | None  # batch * (new_tokens - 1) / (generate.mean_s - ttft.mean_s)
-    memory: MemoryStats
-
-
-@dataclass
-class ModelBenchmark:
-    """Everything measured for one model."""
-
-    name: str
-    device: str
-    num_parameters: int
-    size_on_disk_bytes: int | None = None
-    load_s: float | None = None
-    batches: list[BatchResult] = field(default_factory=list)
-    generation: list[GenerationResult] = field(default_factory=list)
-
-
-@dataclass
-class BenchmarkSettings:
-    """How the numbers were made: recorded next to them."""
-
-    device: str
-    device_name: str
-    precision: str  # fp32 | bf16 | fp16
-    autocast_dtype: str | None  # "bfloat16" / "float16" when autocast ran, None for fp32
-    compile: bool
-    torch_threads: int
-    torch_version: str
-    transformers_version: str
-    batch_sizes: list[int]
-    sequence_length: int
-    inputs: str  # "synthetic" (random ids, full attention mask) or "texts"
-    warmup: int
-    min_iterations: int
-    min_seconds: float
-    rounds: int
-    seed: int
-    timer: str  # "perf_counter" or "cuda-events"
-    memory_method: str
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class BenchmarkRecord:
-    """The benchmark stage's output: settings and one entry per model (base and fine-tuned)."""
-
-    settings: BenchmarkSettings
-    models: dict[str, ModelBenchmark]
-
-
-# --------------------------------------------------------------------------------------------------- statistics
-def latency_stats(
-    seconds: Sequence[float], batch_size: int, *, tokens_per_batch: int | None = None
-) -> LatencyStats:
-    """Exact statistics of timed calls.
-
-    Percentiles use ``numpy.percentile(method="linear")``: the value at rank ``(n - 1) * q / 100`` of the sorted
-    values, linearly interpolated between the two nearest ranks. The standard deviation is the sample one
-    (``ddof=1``), 0.0 for a single value.
-
-    Args:
-        seconds: Duration of each timed call (one batch each), in seconds.
-        batch_size: Samples per call.
-        tokens_per_batch: Non-padding tokens per call, for tokens/s; None leaves tokens/s out.
-
-    Raises:
-        ValueError: No timings, a negative timing, or a batch size below 1.
-    """
-    if len(seconds) == 0:
-        raise ValueError("latency_stats needs at least one timing")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
-    values = np.asarray(seconds, dtype=np.float64)
-    if (values < 0).any() or not np.isfinite(values).all():
-        raise ValueError("timings must be finite and >= 0")
-    mean = float(values.mean())
-    p50, p90, p99 = (float(v) for v in np.percentile(values, [50, 90, 99], method="linear"))
-    return LatencyStats(
-        batch_size=batch_size,
-        count=len(values),
-        mean_s=mean,
-        std_s=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-        min_s=float(values.min()),
-        p50_s=p50,
-        p90_s=p90,
-        p99_s=p99,
-        max_s=float(values.max()),
-        total_s=float(values.sum()),
-        per_sample_mean_s=mean / batch_size,
-        samples_per_s=batch_size / mean if mean > 0 else None,
-        tokens_per_batch=tokens_per_batch,
-        tokens_per_s=tokens_per_batch / mean if tokens_per_batch is not None and mean > 0 else None,
-        seconds=[float(v) for v in values],
-    )
-
-
-# --------------------------------------------------------------------------------------------------- timers
-class Timer(Protocol):
-    """Times one call: ``start()``, the call, ``stop()``, then ``elapsed()`` in seconds."""
-
-    name: str
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def elapsed(self) -> float: ...
-
-
-class CpuTimer:
-    """Wall-clock time with ``time.perf_counter``."""
-
-    name = "perf_counter"
-
-    def __init__(self) -> None:
-        self._start = 0.0
-        self._end = 0.0
-
-    def start(self) -> None:
-        """Mark the start."""
-        self._start = time.perf_counter()
-
-    def stop(self) -> None:
-        """Mark the end."""
-        self._end = time.perf_counter()
-
-    def elapsed(self) -> float:
-        """Seconds between start and stop."""
-        return self._end - self._start
-
-
-class CudaTimer:
-    """GPU time with CUDA events recorded on the device's current stream.
-
-    Nothing touches CUDA until :meth:`start`, so the timer can be built (and chosen) on a machine without a GPU.
-
-    Args:
-        device: A CUDA device ("cuda", "cuda:1" or a ``torch.device``).
-    """
-
-    name = "cuda-events"
-
-    def __init__(self, device: Any = "cuda") -> None:
-        self.device = device
-        self._start: Any = None
-        self._end: Any = None
-
-    def start(self) -> None:
-        """Record the start event (kernels queued before it are not counted)."""
-        import torch
-
-        stream = torch.cuda.current_stream(self.device)
-        self._start = torch.cuda.Event(enable_timing=True)
-        self._end = torch.cuda.Event(enable_timing=True)
-        self._start.record(stream)
-
-    def stop(self) -> None:
-        """Record the end event after the kernels the call queued."""
-        import torch
-
-        self._end.record(torch.cuda.current_stream(self.device))
-
-    def elapsed(self) -> float:
-        """Synchronise the device, then read the seconds between the two events."""
-        import torch
-
-        # Events are read only once the device has finished everything queued, other streams included.
-        torch.cuda.synchronize(self.device)
-        return float(self._start.elapsed_time(self._end)) / 1000.0
-
-
-def is_cuda(device: Any) -> bool:
-    """Whether ``device`` ("cpu", "cuda:0", a ``torch.device`` ...) is a CUDA device."""
-    kind = getattr(device, "type", None) or str(device).split(":", 1)[0]
-    return kind == "cuda"
-
-
-def make_timer(device: Any) -> Timer:
-    """The timer for ``device``: :class:`CudaTimer` on CUDA, :class:`CpuTimer` otherwise."""
-    return CudaTimer(device) if is_cuda(device) else CpuTimer()
-
-
-def synchronize(device: Any) -> None:
-    """Wait for the device to finish queued work (no-op off CUDA)."""
-    if is_cuda(device):
-        import torch
-
-        torch.cuda.synchronize(device)
-
-
-# --------------------------------------------------------------------------------------------------- measuring
-def _check_budget(warmup: int, min_iterations: int, min_seconds: float) -> None:
-    if warmup < 0:
-        raise ConfigError(f"`benchmark.warmup` must be >= 0 (got {warmup})")
-    if min_iterations < 1:
-        raise ConfigError(f"`benchmark.min_iterations` must be >= 1 (got {min_iterations})")
-    if not min_seconds >= 0 or math.isinf(min_seconds):
-        raise ConfigError(f"`benchmark.min_seconds` must be a finite number >= 0 (got {min_seconds})")
-
-
-def time_call(fn: Callable[[], Any], *, device: Any = "cpu", timer: Timer | None = None) -> float:
-    """Time one call of ``fn`` (used for the cold call), after letting queued device work finish.
-
-    Args:
-        fn: The call.
-        device: Where ``fn`` runs; picks the timer.
-        timer: Overrides the timer (tests).
-
-    Returns:
-        Seconds.
-    """
-    timer = timer or make_timer(device)
-    synchronize(device)
-    timer.start()
-    fn()
-    timer.stop()
-    return timer.elapsed()
-
-
-def measure(
-    fn: Callable[[], Any],
-    *,
-    warmup: int = 2,
-    min_iterations: int = 10,
-    min_seconds: float = 1.0,
-    device: Any = "cpu",
-    timer: Timer | None = None,
-    max_iterations: int | None = None,
-) -> list[float]:
-    """Warm up, then time calls of ``fn`` until at least ``min_iterations`` AND at least ``min_seconds``.
-
-    The seconds budget counts timed seconds (the sum of the recorded durations), so it is met by work, not by
-    loop overhead. The cold call is not part of this: time it with :func:`time_call` before, and report it apart.
-
-    Args:
-        fn: The call to time.
-        warmup: Un-timed calls first.
-        min_iterations: Fewest timed calls.
-        min_seconds: Fewest timed seconds in all.
-        device: Where ``fn`` runs; picks the timer (CUDA events on CUDA, perf_counter elsewhere).
-        timer: Overrides the timer (tests).
-        max_iterations: A safety cap on timed calls (None: no cap).
-
-    Returns:
-        Seconds of each timed call, in order.
-
-    Raises:
-        ConfigError: A negative warm-up, fewer than one iteration or a negative or infinite seconds budget.
-    """
-    _check_budget(warmup, min_iterations, min_seconds)
-    timer = timer or make_timer(device)
-    for _ in range(warmup):
-        fn()
-    synchronize(device)  # warm-up work must not spill into the first timed call
-    seconds: list[float] = []
-    total = 0.0
-    while len(seconds) < min_iterations or total < min_seconds:
-        if max_iterations is not None and len(seconds) >= max_iterations:
-            break
-        timer.start()
-        fn()
-        timer.stop()
-        elapsed = timer.elapsed()
-        seconds.append(elapsed)
-        total += elapsed
-    return seconds
-
-
-def timed(fn: Callable[[], T], *, device: Any = "cpu") -> tuple[T, float]:
-    """Call ``fn`` once (e.g. loading a model) and return its result and wall-clock seconds, device synchronised."""
-    synchronize(device)
-    start = time.perf_counter()
-    result = fn()
-    synchronize(device)
-    return result, time.perf_counter() - start
-
-
-# --------------------------------------------------------------------------------------------------- memory
-def _rss_bytes() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
-
-
-def _ru_maxrss_bytes() -> int | None:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return int(peak) if platform.system() == "Darwin" else int(peak) * 1024
-
-
-def memory_method(device: Any) -> str:
-    """How :class:`MemoryTracker` measures on ``device``, in words for the record."""
-    text = (
-        f"process RSS: psutil sampled every {RSS_SAMPLE_INTERVAL_S * 1000:g} ms, "
-        "corrected by getrusage ru_maxrss; delta = peak - RSS at window start"
-    )
-    if is_cuda(device):
-        text += "; CUDA: torch.cuda.max_memory_allocated/max_memory_reserved after reset_peak_memory_stats"
-    return text
-
-
-class MemoryTracker:
-    """Peak memory while a block runs: ``with MemoryTracker(device) as t: ...`` then ``t.result()``.
-
-    Args:
-        device: The device the block runs on (CUDA adds allocator peaks).
-        interval: Seconds between RSS samples.
-        collect: Run the garbage collector first, so garbage of earlier work does not count in the baseline
-            (a full collection takes a few hundred ms with transformers loaded).
-    """
-
-    def __init__(
-        self, device: Any = "cpu", interval: float = RSS_SAMPLE_INTERVAL_S, collect: bool = True
-    ) -> None:
-        self.device = device
-        self.interval = interval
-        self.collect = collect
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._baseline = 0
-        self._sampled_peak = 0
-        self._ru_before: int | None = None
-        self._result: MemoryStats | None = None
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sampled_peak = max(self._sampled_peak, _rss_bytes())
-
-    def __enter__(self) -> MemoryTracker:
-        if self.collect:
-            gc.collect()
-        if is_cuda(self.device):
-            import torch
-
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        self._baseline = _rss_bytes()
-        self._sampled_peak = self._baseline
-        self._ru_before = _ru_maxrss_bytes()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sample, name="cardgen-rss", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        synchronize(self.device)
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        peak = max(self._sampled_peak, _rss_bytes())
-        ru_after = _ru_maxrss_bytes()
-        if ru_after is not None and self._ru_before is not None and ru_after > self._ru_before:
-            # The lifetime peak rose inside the window, so it is the window's peak, spikes between samples included.
-            peak = max(peak, ru_after)
-        allocated = reserved = None
-        if is_cuda(self.device):
-            import torch
-
-            allocated = int(torch.cuda.max_memory_allocated(self.device))
-            reserved = int(torch.cuda.max_memory_reserved(self.device))
-        self._result = MemoryStats(
-            device=str(self.device),
-            method=memory_method(self.device),
-            rss_baseline_bytes=self._baseline,
-            rss_peak_bytes=peak,
-            rss_delta_bytes=max(0, peak - self._baseline),
-            cuda_max_allocated_bytes=allocated,
-            cuda_max_reserved_bytes=reserved,
-        )
-
-    def result(self) -> MemoryStats:
-        """The peaks of the finished window."""
-        if self._result is None:
-            raise RuntimeError("MemoryTracker.result() called before the block ended")
-        return self._result
 
 
 # --------------------------------------------------------------------------------------------------- model facts
@@ -535,203 +112,6 @@ def _model_device(name: str, model: Any) -> Any:
             f"model `{name}` has no parameters", hint="pass a loaded transformers model"
         ) from None
 
-
-# --------------------------------------------------------------------------------------------------- precision
-def _cpu_has_native_bf16() -> bool:
-    import torch
-
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        fn = getattr(torch.cpu, probe, None)
-        if fn is not None and fn():
-            return True
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        try:
-            return " bf16" in Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return platform.system() == "Darwin"
-    return False
-
-
-def autocast_dtype(precision: str, device: Any) -> Any:
-    """The autocast dtype for ``precision`` on ``device`` (None for fp32).
-
-    bf16 and fp16 autocast run on CUDA; on CPU only bf16, and only where the CPU computes bf16 natively
-    (AVX512-BF16, AMX, or Arm bf16): elsewhere it is emulated and slower than fp32, which would mislead.
-
-    Raises:
-        ConfigError: An unknown precision, or one the device cannot run.
-    """
-    import torch
-
-    if precision not in PRECISIONS:
-        raise ConfigError(f"`benchmark.precision` must be one of {', '.join(PRECISIONS)} (got {precision!r})")
-    if precision == "fp32":
-        return None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if is_cuda(device):
-        if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
-            raise ConfigError(
-                "`benchmark.precision` bf16: this GPU has no native bf16", hint="use fp16 or fp32 on this GPU"
-            )
-        return dtype
-    if precision == "fp16":
-        raise ConfigError(
-            "`benchmark.precision` fp16 autocast is for GPUs",
-            hint="use bf16 (where supported) or fp32 on CPU",
-        )
-    if not _cpu_has_native_bf16():
-        raise ConfigError(
-            "`benchmark.precision` bf16: this CPU has no native bf16 (AVX512-BF16, AMX or Arm bf16)",
-            hint="use fp32 on this machine",
-        )
-    return dtype
-
-
-def _autocast(device: Any, dtype: Any) -> AbstractContextManager[Any]:
-    import torch
-
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type="cuda" if is_cuda(device) else "cpu", dtype=dtype)
-
-
-# --------------------------------------------------------------------------------------------------- inputs
-def synthetic_ids(batch_size: int, length: int, vocab_size: int, *, seed: int = 0) -> np.ndarray:
-    """Random token ids in ``[0, vocab_size)``, shape ``[batch_size, length]``, the same for every model.
-
-    Row ``i`` is the same for every batch size (one seeded matrix, sliced), so batch sizes see the same rows.
-    """
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, vocab_size, size=(batch_size, length), dtype=np.int64)
-
-
-def _input_names(tokenizer: Any) -> list[str]:
-    names = list(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
-    return [n for n in names if n in ("input_ids", "attention_mask", "token_type_ids")]
-
-
-def _pad_id(tokenizer: Any, model: Any) -> int:
-    for source in (tokenizer, getattr(model, "generation_config", None), getattr(model, "config", None)):
-        for attr in ("pad_token_id", "eos_token_id"):
-            value = getattr(source, attr, None) if source is not None else None
-            if isinstance(value, list):
-                value = value[0] if value else None
-            if isinstance(value, int):
-                return value
-    return 0
-
-
-def _synthetic_batch(ids: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    batch = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    if "token_type_ids" in names:
-        batch["token_type_ids"] = np.zeros_like(ids)
-    return batch
-
-
-def _text_batch(
-    texts: Sequence[str], batch_size: int, max_length: int, tokenizer: Any, pad_id: int, *, left: bool = False
-) -> dict[str, np.ndarray]:
-    """The first ``batch_size`` texts (cycled), truncated and padded to the batch's longest, without touching the
-    tokenizer's own padding settings (a causal LM's tokenizer often has no pad token)."""
-    if tokenizer is None:
-        raise ConfigError(
-            "benchmarking on texts needs a tokenizer for every model", hint="pass (model, tokenizer)"
-        )
-    chosen = [texts[i % len(texts)] for i in range(batch_size)]
-    enc = tokenizer(chosen, truncation=True, max_length=max_length, padding=False)
-    names = _input_names(tokenizer)
-    width = max(len(x) for x in enc["input_ids"])
-    out = {
-        "input_ids": np.full((batch_size, width), pad_id, dtype=np.int64),
-        "attention_mask": np.zeros((batch_size, width), dtype=np.int64),
-    }
-    if "token_type_ids" in names:
-        out["token_type_ids"] = np.zeros((batch_size, width), dtype=np.int64)
-    for row, ids in enumerate(enc["input_ids"]):
-        cols = slice(width - len(ids), width) if left else slice(0, len(ids))
-        out["input_ids"][row, cols] = ids
-        out["attention_mask"][row, cols] = 1
-        if "token_type_ids" in out and "token_type_ids" in enc:
-            out["token_type_ids"][row, cols] = enc["token_type_ids"][row]
-    return out
-
-
-def _to_device(batch: Mapping[str, np.ndarray], device: Any) -> dict[str, Any]:
-    import torch
-
-    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
-
-
-def _vocab_size(models: Mapping[str, tuple[Any, Any]]) -> int:
-    sizes = []
-    for model, tokenizer in models.values():
-        size = getattr(getattr(model, "config", None), "vocab_size", None)
-        if isinstance(size, int):
-            sizes.append(size)
-        if tokenizer is not None:
-            sizes.append(len(tokenizer))
-    if not sizes:
-        raise ModelError(
-            "cannot tell the vocabulary size of the models", hint="pass a tokenizer with each model"
-        )
-    return min(sizes)
-
-
-# --------------------------------------------------------------------------------------------------- scheduling
-@dataclass
-class _Slot:
-    """One thing measured: a call with its inputs ready on the device."""
-
-    call: Callable[[], Any]
-    device: Any
-    cold_s: float = 0.0
-    memory: MemoryStats | None = None
-    seconds: list[float] = field(default_factory=list)
-
-
-def _call_into(fn: Callable[[], Any], out: list[Any]) -> None:
-    out.append(fn())
-
-
-def _run_interleaved(
-    slots: Mapping[Hashable, _Slot],
-    *,
-    warmup: int,
-    min_iterations: int,
-    min_seconds: float,
-    rounds: int,
-    check: Callable[[Hashable, Any], None] | None = None,
-) -> None:
-    """Cold call and warm-up (memory tracked) for every slot in order, then ``rounds`` round-robin rounds.
-
-    Each round gives every slot one re-warming call and then its share of the budget (iterations and seconds
-    divided by ``rounds``, rounded up), so the totals meet the budget and drift is spread over all slots.
-    ``check(key, output)`` sees the output of each cold call.
-    """
-    gc.collect()  # once: the windows below start from the same collected heap
-    for key, slot in slots.items():
-        output: list[Any] = []
-        with MemoryTracker(slot.device, collect=False) as tracker:
-            slot.cold_s = time_call(partial(_call_into, slot.call, output), device=slot.device)
-            for _ in range(warmup):
-                slot.call()
-        slot.memory = tracker.result()
-        if check is not None:
-            check(key, output[0])
-        output.clear()
-    per_round_iterations = math.ceil(min_iterations / rounds)
-    per_round_seconds = min_seconds / rounds
-    for _ in range(rounds):
-        for slot in slots.values():
-            slot.seconds.extend(
-                measure(
-                    slot.call,
-                    warmup=min(warmup, 1),
-                    min_iterations=per_round_iterations,
-                    min_seconds=per_round_seconds,
-                    device=slot.device,
-                )
-            )
 
 
 @contextmanager
@@ -828,7 +208,15 @@ def _settings(
             "the first model's cold call also pays one-off costs of the process (lazy imports, thread pools)",
             "memory peaks are process-wide: they include every model loaded in the process",
         ],
+        cpu_count=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        cardgen_version=_cardgen_version(),
     )
+
+
+def _cardgen_version() -> str:
+    from cardgen import __version__
+
+    return __version__
 
 
 def _model_entry(
@@ -845,7 +233,16 @@ def _model_entry(
         num_parameters=num_parameters(model),
         size_on_disk_bytes=size_on_disk(path) if path is not None else None,
         load_s=float(load_s[name]) if load_s and name in load_s else None,
+        dtype=_weights_dtype(model),
+        checkpoint=str(path) if path is not None else None,
     )
+
+
+def _weights_dtype(model: Any) -> str:
+    try:
+        return str(next(model.parameters()).dtype).removeprefix("torch.")
+    except StopIteration:
+        return ""
 
 
 # --------------------------------------------------------------------------------------------------- benchmarks
@@ -1101,3 +498,22 @@ def benchmark_generation(
             )
         )
     return record
+
+
+
+# --------------------------------------------------------------------------------------------------- entry points
+def benchmark_stage(cfg: Any, task: Any, loaded: Any, data: Any, record: Any, progress: Any = None) -> None:
+    """The run's benchmark stage: base and fine-tuned measured interleaved; sets ``record.benchmark``.
+
+    See :func:`cardgen.bench_stage.benchmark_stage`.
+    """
+    from cardgen.bench_stage import benchmark_stage as stage
+
+    stage(cfg, task, loaded, data, record, progress)
+
+
+def bench_checkpoints(checkpoint: str, vs: str | None = None, **kwargs: Any) -> BenchmarkRecord:
+    """``cardgen bench``: see :func:`cardgen.bench_stage.bench_checkpoints`."""
+    from cardgen.bench_stage import bench_checkpoints as bench
+
+    return bench(checkpoint, vs, **kwargs)

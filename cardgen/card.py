@@ -241,8 +241,147 @@ def short_source(source: str) -> str:
     return head + sep + tail
 
 
+def _data_report(record: RunRecord) -> dict[str, Any] | None:
+    """Rows of the card's "Data checks" section from record.data.report (None when the record has none)."""
+    report = record.data.report
+    if not report:
+        return None
+    duplicates = [{
+        "split": split, "rows": d.get("rows", 0), "exact": d.get("duplicate_rows", 0),
+        "normalized": d.get("duplicate_rows_normalized", d.get("duplicate_rows", 0)),
+        "conflicting": d.get("conflicting_labels", 0),
+        "examples": [md_escape(t, 100) for t in d.get("examples", [])],
+    } for split, d in report.get("duplicates", {}).items()]
+    overlap = [{
+        "first": o["splits"][0], "second": o["splits"][1], "rows": o.get("rows", 0), "exact": o.get("exact", 0),
+        "normalized": o.get("normalized", 0), "share": f"{o.get('fraction', 0.0):.1%}",
+        "examples": [md_escape(t, 100) for t in o.get("examples", [])],
+    } for o in report.get("overlap", []) if len(o.get("splits", [])) == 2]
+    return {"duplicates": duplicates, "overlap": overlap}
+
+
+def _leakage(record: RunRecord) -> list[str]:
+    """One sentence per evaluation split that shares text with train, for the warning at the top of the card."""
+    overlaps = {o["splits"][1]: o for o in (record.data.report or {}).get("overlap", [])
+                if len(o.get("splits", [])) == 2 and o["splits"][0] == "train"}
+    lines = []
+    for split, consequence in (
+        ("test", "the test results likely overstate how the model does on text it has not seen"),
+        ("validation", "validation scores and the choice of the best epoch are optimistic"),
+    ):
+        o = overlaps.get(split)
+        if not o or not o.get("normalized"):
+            continue
+        exact, total = int(o.get("exact", 0)), int(o["normalized"])
+        lines.append(f"{total} of {o.get('rows', 0)} {split} examples ({o.get('fraction', 0.0):.1%}) also appear in "
+                     f"the training data ({exact} exactly, {total - exact} more after normalising case and "
+                     f"whitespace): {consequence}.")
+    if lines and "test" in overlaps and not overlaps["test"].get("normalized"):
+        lines.append("The test split shares no text with the training data.")
+    return lines
+
+
+def _plots(record: RunRecord) -> list[dict[str, str]]:
+    """The plots written beside the card (see cardgen.plots), as title and relative file name."""
+    return [{"title": md_escape(p.get("title", p["file"])), "file": p["file"]}
+            for p in record.extras.get("plots", []) if isinstance(p, dict) and p.get("file")]
+
+
+LOWER_IS_BETTER = {"perplexity", "bits_per_byte", "loss"}
+
+
+def _evaluation_note(record: RunRecord) -> str | None:
+    """How the LM and QA tasks computed their headline numbers (written by the task into the record)."""
+    ev = record.evaluation
+    if ev is None or record.model.task == "text-classification":
+        return None
+    return ev.extra.get("method") or None
+
+
+def _data_note(record: RunRecord) -> str:
+    """The line above the splits table: what was cut, windowed or masked."""
+    task, size = record.model.task, record.data.max_length
+    lm = record.config.get("lm") or {}
+    qa = record.config.get("qa") or {}
+    ev = record.evaluation
+    if task == "causal-lm":
+        step = ev.extra.get("stride") if ev else None
+        step_text = f"advance by {step} tokens" if step else "slide over it"
+        return (f"The texts of each split are joined by blank lines into one token stream: training uses blocks of "
+                f"{size} tokens, evaluation windows of {size} tokens {step_text}, so no text is truncated.")
+    if task == "masked-lm":
+        unit = "words" if lm.get("whole_word_masking") else "tokens"
+        return (f"Texts longer than {size} tokens were truncated. Training masks {lm.get('mlm_probability', 0.15):g} "
+                f"of the {unit} afresh in every batch; validation and test use fixed masks (seed "
+                f"{lm.get('mask_seed', 0)}), the same for every epoch and for the base model.")
+    if task == "question-answering":
+        kind = "SQuAD v2 (unanswerable questions included)" if qa.get("version_2") else "SQuAD"
+        return (f"{kind} format. Question and context are cut into windows of {size} tokens that overlap by "
+                f"{qa.get('doc_stride', 128)} tokens, so no context is lost; answers are spans of at most "
+                f"{qa.get('max_answer_length', 30)} tokens.")
+    return f"Inputs longer than {size} tokens were truncated."
+
+
+def _signed(value: float) -> str:
+    return ("+" if value > 0 else "") + fmt(value)
+
+
+def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
+    """Base and fine-tuned numbers of the LM and QA tasks, both measured by the task on the same inputs."""
+    base, ft = record.base_evaluation, record.evaluation
+    if base is None or ft is None or record.model.task == "text-classification" or record.comparison is not None:
+        return None
+    meaningful = bool(base.extra.get("meaningful", True))
+    keys = [k for k in METRIC_NAMES if k in ft.metrics and k in base.metrics]
+    keys += [k for k in ft.metrics if k in base.metrics and k not in keys]
+    rows = []
+    for key in keys:
+        b, f = base.metrics[key], ft.metrics[key]
+        rows.append({
+            "name": METRIC_NAMES.get(key, key) + (" (lower is better)" if key in LOWER_IS_BETTER else ""),
+            "base": fmt(b) + ("" if meaningful else " (not meaningful)"),
+            "fine_tuned": fmt(f),
+            "delta": _signed(f - b) if meaningful and b is not None and f is not None else "—",
+        })
+    same = None
+    fp_base, fp_ft = base.extra.get("mask_fingerprint"), ft.extra.get("mask_fingerprint")
+    if fp_base and fp_ft:
+        same = (f"Both saw the same masked inputs (mask fingerprint `{fp_ft[:12]}`)." if fp_base == fp_ft
+                else "The two evaluations saw different masks: their perplexities are not comparable.")
+    return {"split": ft.split, "n": ft.num_examples, "rows": rows, "meaningful": meaningful,
+            "note": base.extra.get("note"), "same_inputs": same}
+
+
+def _generations(record: RunRecord) -> dict[str, Any] | None:
+    """Greedy generations from the configured prompts: base next to fine-tuned."""
+    ev = record.evaluation
+    if ev is None or record.model.task != "causal-lm" or not ev.extra.get("generations"):
+        return None
+    base_ev = record.base_evaluation
+    base = {g["prompt"]: g["output"] for g in (base_ev.extra.get("generations") or [])} if base_ev else {}
+
+    def text(value: str) -> str:
+        return md_escape(value, 300) if value.strip() else "*(nothing)*"
+
+    rows = [{"prompt": md_escape(g["prompt"], 200), "output": text(g["output"]),
+             "base": text(base[g["prompt"]]) if g["prompt"] in base else "—"} for g in ev.extra["generations"]]
+    return {"rows": rows, "has_base": bool(base), "max_new_tokens": ev.extra.get("max_new_tokens"),
+            "label": "Fine-tuned" if record.training else "Model"}
+
+
+def _speed(record: RunRecord) -> dict[str, Any] | None:
+    """The "Speed and size" section's context (None without a benchmark)."""
+    if record.benchmark is None:
+        return None
+    from cardgen.bench_report import speed_context
+
+    return speed_context(record.benchmark)
+
+
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
+    from cardgen.compare import comparison_context
+
     card_cfg = record.config.get("card", {})
     env = record.environment
     packages = env.packages
@@ -273,6 +412,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "citation": card_cfg.get("citation"),
         "test_split": ev.split if ev else None,
         "test_n": ev.num_examples if ev else 0,
+        "test_used_for_selection": bool(ev and ev.extra.get("used_for_model_selection")),
         "results": _metric_rows(ev) if ev else [],
         "label_names": [md_escape(n) for n in record.data.label_names],
         "splits": _splits(record),
@@ -301,9 +441,15 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "git_commit": env.git_commit,
         "stage_seconds": [(k, fmt(v, 1)) for k, v in record.stage_seconds.items()],
         "warnings": record.warnings,
-        "comparison": record.comparison,
-        "benchmark": record.benchmark,
-        "data_report": record.data.report or None,
+        "comparison": comparison_context(record.comparison, base_id) if record.comparison else None,
+        "evaluation_note": _evaluation_note(record),
+        "data_note": _data_note(record),
+        "base_vs_finetuned": _base_vs_finetuned(record),
+        "generations": _generations(record),
+        "benchmark": _speed(record),
+        "data_report": _data_report(record),
+        "leakage": _leakage(record),
+        "plots": _plots(record),
         "created_at": record.created_at,
         "cardgen_version": record.cardgen_version,
         "schema_version": record.schema_version,
@@ -312,11 +458,31 @@ def build_context(record: RunRecord) -> dict[str, Any]:
     }
 
 
+# A template may not build values bigger than this (characters, items or digits): no memory or CPU bombs.
+MAX_TEMPLATE_VALUE = 1_000_000
+
+
 def _environment(search_dirs: list[Path]) -> Any:
     from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(
+    class CardSandbox(ImmutableSandboxedEnvironment):  # type: ignore[misc]
+        # Jinja's sandbox blocks attribute tricks, not arithmetic: `'x' * 10**9` or `10 ** 10 ** 10` would still
+        # exhaust memory or CPU. Intercepted operators are also never constant-folded at compile time.
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, (int, float)) and (
+                    abs(right) > 64 or isinstance(left, int) and abs(left).bit_length() * abs(right) > 4096):
+                raise SecurityError(f"the power {left!r:.20} ** {right!r:.20} is too large")
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_TEMPLATE_VALUE:
+                        raise SecurityError("repeating a value that many times is not allowed")
+            return super().call_binop(context, operator, left, right)
+
+    env = CardSandbox(
         loader=ChoiceLoader([FileSystemLoader(str(d)) for d in search_dirs]),
         undefined=StrictUndefined,
         autoescape=False,  # Markdown, not HTML: data texts are escaped by md_escape when the context is built
@@ -326,6 +492,7 @@ def _environment(search_dirs: list[Path]) -> Any:
     )
     env.filters["fmt"] = fmt
     env.filters["md_escape"] = md_escape
+    env.globals.pop("lipsum", None)  # no use in a card, and lipsum(10**6) is a free CPU and memory bomb
     return env
 
 
@@ -358,8 +525,27 @@ def render_body(record: RunRecord, template: str | Path | None = None) -> str:
     except TemplateNotFound as exc:
         raise TemplateError(f"template {name} includes {exc.name}, which does not exist",
                             "check the include path") from exc
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise TemplateError(f"template {name} failed: {exc}", "fix the template") from exc
+    except (TypeError, ValueError, AttributeError, ArithmeticError, LookupError, RecursionError) as exc:
+        raise TemplateError(f"template {name} failed: {type(exc).__name__}: {exc}", "fix the template") from exc
+
+
+def check_template(template: str | Path) -> None:
+    """Fail now on a user template that is missing or does not parse, before a run writes anything.
+
+    Raises:
+        TemplateError: naming the file and the line of the syntax error.
+    """
+    from jinja2 import TemplateSyntaxError
+
+    path = Path(template)
+    if not path.is_file():
+        raise TemplateError(f"template {path} does not exist", "check card.template or the --template path")
+    env = _environment([path.resolve().parent, templates_dir()])
+    try:
+        env.get_template(path.name)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template {exc.filename or path} has a syntax error on line {exc.lineno}: {exc.message}",
+                            "fix the template") from exc
 
 
 def render_card(record: RunRecord, template: str | Path | None = None) -> str:
@@ -370,14 +556,10 @@ def render_card(record: RunRecord, template: str | Path | None = None) -> str:
 def write_card(record: RunRecord, path: Path, template: str | Path | None = None) -> str:
     """Render and write the card atomically; an existing hand-edited card keeps its text outside the markers."""
     from cardgen.io import atomic_write_text
+    from cardgen.markers import merge_generated
 
     text = render_card(record, template)
     if path.is_file():
-        try:
-            from cardgen.markers import merge_generated
-        except ImportError:  # pragma: no cover - markers land with the push feature
-            merge_generated = None
-        if merge_generated is not None:
-            text = merge_generated(path.read_text(encoding="utf-8"), text)
+        text = merge_generated(path.read_text(encoding="utf-8"), text)
     atomic_write_text(path, text)
     return text

@@ -21,8 +21,11 @@ from cardgen.errors import CardgenError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_DEBUG = {"flag": False}  # set by --debug for the duration of one invocation
+
+
 def _debug_enabled() -> bool:
-    return os.environ.get("CARDGEN_DEBUG", "").lower() in ("1", "true", "yes")
+    return _DEBUG["flag"] or os.environ.get("CARDGEN_DEBUG", "").lower() in ("1", "true", "yes")
 
 
 def handle_errors(func: F) -> F:
@@ -63,10 +66,12 @@ def quiet_libraries() -> None:
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        # --debug is a group option; make it visible to the error handler through the environment.
-        if ctx.params.get("debug"):
-            os.environ["CARDGEN_DEBUG"] = "1"
-        return super().invoke(ctx)
+        # --debug is a group option; the error handler of the subcommand reads it from here.
+        _DEBUG["flag"] = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        finally:
+            _DEBUG["flag"] = False
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -83,8 +88,6 @@ def cli(debug: bool) -> None:
       cardgen compare BASE FT --data test.tsv    # base vs fine-tuned with intervals
       cardgen push runs/sentiment --repo-id you/sentiment-minilm
     """
-    if debug:
-        os.environ["CARDGEN_DEBUG"] = "1"
 
 
 @cli.command()
@@ -96,12 +99,14 @@ def cli(debug: bool) -> None:
 @click.option("--no-train", is_flag=True, help="Only load, evaluate and document the checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the results in a non-empty output directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--allow-pickle", is_flag=True,
+              help="Load a checkpoint that has only pickle weights (pytorch_model.bin): only from a source you trust.")
 @click.option("--push-to", metavar="NS/NAME", help="Publish the card to this Hub repo when the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (for CI).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
 def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, overwrite: bool,
-        resume: bool, push_to: str | None, as_json: bool, quiet: bool) -> None:
+        resume: bool, allow_pickle: bool, push_to: str | None, as_json: bool, quiet: bool) -> None:
     """Fine-tune (or only load) a checkpoint, evaluate it, compare it with its base model, benchmark both,
     and write run.json, config.yaml and README.md (the model card) into the output directory.
 
@@ -119,10 +124,17 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
         extra.append("training=null")
     if overwrite:
         extra.append("output.overwrite=true")
+    if allow_pickle:
+        extra.append("model.allow_pickle=true")
     cfg = load_config(config, extra)
     quiet_libraries()
-    progress = RichProgress(quiet=quiet or as_json)
+    from cardgen.pipeline import is_main_process
+
+    main_process = is_main_process()  # under torchrun/accelerate only rank 0 reports, writes and pushes
+    progress = RichProgress(quiet=quiet or as_json or not main_process)
     result = run_pipeline(cfg, progress=progress, resume=resume)
+    if not main_process:
+        return
     if push_to:
         from cardgen.hub import push
 
@@ -178,7 +190,8 @@ def push(run_dir: Path, repo_id: str, create_pr: bool, private: bool, revision: 
                          with_model=with_model, commit_message=commit_message, dry_run=dry_run,
                          overwrite=overwrite, progress=RichProgress())
     rows = [(f.path, f.status, f"{f.size:,}") for f in result.files]
-    print_table(f"Files for {result.repo_id}@{result.revision}", ["file", "status", "bytes"], rows)
+    print_text(f"{result.repo_id} @ {result.revision}")
+    print_table("Files", ["File", "Status", "bytes"], rows)
     if result.dry_run:
         print_text(result.diff or "The card on the Hub is the same as the one to push.")
         print_text(f"Dry run: nothing was written to {result.repo_url}")
@@ -188,6 +201,147 @@ def push(run_dir: Path, repo_id: str, create_pr: bool, private: bool, revision: 
         print_text(f"Opened pull request {result.pr_url}")
     else:
         print_text(f"Pushed {len(result.changed)} file(s) to {result.repo_url} ({result.commit_url})")
+
+
+@cli.command()
+@click.argument("base")
+@click.argument("fine_tuned", metavar="FT")
+@click.option("--data", required=True, metavar="FILE_OR_DATASET",
+              help="Evaluation data: a csv/tsv/json/jsonl/parquet file, or a Hub dataset (or saved dataset dir).")
+@click.option("--task", default="text-classification", show_default=True, help="The task of both models.")
+@click.option("--split", default="test", show_default=True, help="The split to evaluate on.")
+@click.option("--text-column", default="text", show_default=True, help="Column with the input text.")
+@click.option("--label-column", default="label", show_default=True, help="Column with the gold label.")
+@click.option("--label-names", metavar="A,B,...", help="Class names in the model's label-id order.")
+@click.option("--max-length", type=int, help="Truncation length for both (default: FT's run.json, else 128).")
+@click.option("--train", "train_file", metavar="FILE",
+              help="Training examples for the linear probe, needed when BASE has no trained head for the labels.")
+@click.option("--dataset-config", metavar="NAME", help="Config name of a Hub dataset.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Examples per forward pass.")
+@click.option("--bootstrap", type=int, default=1000, show_default=True,
+              help="Bootstrap resamples for the intervals (and permutations for the p-values).")
+@click.option("--confidence", type=float, default=0.95, show_default=True, help="Coverage of the intervals.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of resampling, permutations and probe.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the comparison (with per-example predictions of both models) as JSON to this file.")
+@click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the card section 'Comparison with the base model' to this file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@handle_errors
+def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_column: str, label_column: str,
+            label_names: str | None, max_length: int | None, train_file: str | None, dataset_config: str | None,
+            batch_size: int, bootstrap: int, confidence: float, seed: int, json_out: Path | None,
+            markdown_out: Path | None, quiet: bool) -> None:
+    """Evaluate BASE and FT on exactly the same examples and compare them: each metric with its confidence
+    interval, the delta with its own interval, and a paired significance test.
+
+    When BASE has no trained head for the labels (an encoder), the base is a linear probe on its frozen
+    features, fitted on --train.
+    """
+    import json
+
+    from rich.markup import escape
+
+    from cardgen.compare import compare as compare_models
+    from cardgen.compare import display_model, format_interval, render_markdown, table_rows
+    from cardgen.console import RichProgress, print_table, print_text
+    from cardgen.io import atomic_write_text
+    from cardgen.record import to_dict
+
+    names = [n.strip() for n in label_names.split(",") if n.strip()] if label_names else None
+    quiet_libraries()
+    result = compare_models(base, fine_tuned, data, task=task, split=split, text_column=text_column,
+                            label_column=label_column, label_names=names, max_length=max_length, train=train_file,
+                            dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap,
+                            confidence=confidence, seed=seed, progress=RichProgress(quiet=quiet))
+    how = "linear probe on frozen features" if result.method == "linear-probe" else "zero-shot"
+    print_text(f"Base {display_model(result.base_model)} ({how}) vs fine-tuned {display_model(fine_tuned)}: "
+               f"{result.num_examples} {result.split} examples, max length {result.max_length}")
+    ci = f"{result.confidence * 100:g}% CI"
+    print_table(f"Base vs fine-tuned ({ci}, {result.bootstrap_samples} bootstrap resamples, seed {result.seed})",
+                ["Metric", f"base [{ci}]", f"fine-tuned [{ci}]", f"delta [{ci}]", "p-value", "test"],
+                [tuple(escape(cell) for cell in row) for row in table_rows(result)])
+    print_table("Per class", ["Class", "Metric", f"base [{ci}]", f"fine-tuned [{ci}]", f"delta [{ci}]"],
+                [(escape(r.label or ""), r.name, format_interval(r.base), format_interval(r.fine_tuned),
+                  format_interval(r.delta, signed=True)) for r in result.per_class])
+    print_text(f"Flips: {result.wrong_to_right} wrong -> right, {result.right_to_wrong} right -> wrong")
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(to_dict(result), indent=2, ensure_ascii=False) + "\n")
+        print_text(f"Wrote {json_out}")
+    if markdown_out is not None:
+        atomic_write_text(markdown_out, render_markdown(result))
+        print_text(f"Wrote {markdown_out}")
+
+
+@cli.command()
+@click.argument("card_path", metavar="CARD.md", type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Treat warnings (placeholder text, no results) as problems.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout (for CI).")
+@handle_errors
+def lint(card_path: Path, strict: bool, as_json: bool) -> None:
+    """Check a model card offline: YAML front matter, no nulls, a valid model-index, a license and a base_model,
+    no placeholder text left, and every referenced image present.
+
+    Exit 0 when the card passes (warnings are listed), 1 with the list of problems, 2 when CARD.md is missing.
+    """
+    from cardgen.console import print_json, print_text
+    from cardgen.lint import lint_card
+
+    result = lint_card(card_path, strict=strict)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        for finding in result.problems + result.warnings:
+            where = f"{result.path}:{finding.line}" if finding.line else result.path
+            label = "problem" if finding in result.problems else "warning"
+            print_text(f"{where}: {label} [{finding.code}] {finding.message}")
+        n_p, n_w = len(result.problems), len(result.warnings)
+        print_text(f"{result.path}: {'OK' if result.ok else 'FAILED'} ({n_p} problem{'s' * (n_p != 1)}, "
+                   f"{n_w} warning{'s' * (n_w != 1)})")
+    if not result.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("checkpoint")
+@click.option("--vs", "base", metavar="BASE", help="Also measure this checkpoint (e.g. the base model), interleaved.")
+@click.option("--batch-sizes", default="1,32", show_default=True, metavar="N,N", help="Batch sizes to measure.")
+@click.option("--seq-len", default="64", show_default=True, metavar="N", help="Tokens per row (synthetic inputs).")
+@click.option("--precision", default="fp32", show_default=True, metavar="fp32|bf16|fp16",
+              help="Autocast precision (bf16/fp16 on GPU; bf16 on CPUs with native bf16).")
+@click.option("--compile", "compile_", is_flag=True, help="Wrap the models in torch.compile (cold call included).")
+@click.option("--min-iterations", default="10", show_default=True, metavar="N",
+              help="Fewest timed calls per model and batch size.")
+@click.option("--min-seconds", default="1.0", show_default=True, metavar="S",
+              help="Fewest timed seconds per model and batch size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole benchmark record as JSON on stdout.")
+@handle_errors
+def bench(checkpoint: str, base: str | None, batch_sizes: str, seq_len: str, precision: str, compile_: bool,
+          min_iterations: str, min_seconds: str, as_json: bool) -> None:
+    """Latency (mean, p50, p90, p99), throughput, memory, load time and size of CHECKPOINT, and of BASE with
+    --vs, measured in the same process in interleaved rounds. Causal LMs also get time to first token and
+    decode speed.
+    """
+    from cardgen.bench_report import cli_tables, describe, model_summary
+    from cardgen.bench_stage import bench_checkpoints, parse_number
+    from cardgen.console import print_json, print_table, print_text
+    from cardgen.record import to_dict
+
+    quiet_libraries()
+    record = bench_checkpoints(checkpoint, base, batch_sizes=batch_sizes,
+                               sequence_length=int(parse_number(seq_len, "--seq-len", integer=True)),
+                               precision=precision, compile=compile_,
+                               min_iterations=int(parse_number(min_iterations, "--min-iterations", integer=True)),
+                               min_seconds=parse_number(min_seconds, "--min-seconds", minimum=0.0))
+    if as_json:
+        print_json(to_dict(record))
+        return
+    about = describe(record)
+    for model in record.models.values():
+        print_text(model_summary(model))
+    for title, header, rows in cli_tables(record):
+        print_table(title, header, rows)
+    print_text(f"{about['hardware']}; {about['precision']}; {about['versions']}; load average {about['load_average']}")
 
 
 def main() -> None:

@@ -132,6 +132,10 @@ class TrainingConfig:
             errors.append(("early_stopping_patience", f"must be >= 1 (got {self.early_stopping_patience})"))
         if not 0 <= self.adam_beta1 < 1 or not 0 <= self.adam_beta2 < 1:
             errors.append(("adam_beta1", "adam_beta1 and adam_beta2 must be in [0, 1)"))
+        for key in self.extra_args:
+            if str(key) == "token" or str(key).endswith("_token"):  # hub_token, push_to_hub_token
+                errors.append((f"extra_args.{key}", "must not be set: config.yaml, run.json and the card would store "
+                                                    "the secret (set HF_TOKEN in the environment instead)"))
         return errors
 
 
@@ -204,6 +208,56 @@ class CardConfig:
 
 
 @dataclass(frozen=True)
+class LMConfig:
+    """Masked- and causal-LM settings (tasks masked-lm and causal-lm)."""
+
+    block_size: int | None = None  # causal LM: training block and evaluation window; default data.max_length
+    stride: int | None = None  # causal LM: new tokens predicted per evaluation window; default block_size // 2
+    mlm_probability: float = 0.15  # masked LM: share of tokens (or words) selected for prediction
+    whole_word_masking: bool = False
+    mask_seed: int = 0  # masked LM: evaluation masks depend only on this seed and the example's position
+    prompts: list[str] = field(default_factory=list)  # causal LM: greedy generations shown in the card
+    max_new_tokens: int = 40
+
+    def _checks(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.block_size is not None and self.block_size < 2:
+            errors.append(("block_size", f"must be >= 2 (got {self.block_size})"))
+        if self.stride is not None and self.stride < 1:
+            errors.append(("stride", f"must be >= 1 (got {self.stride})"))
+        if self.stride is not None and self.block_size is not None and self.stride > self.block_size:
+            errors.append(("stride", f"must be <= lm.block_size ({self.block_size}) (got {self.stride})"))
+        if not 0 < self.mlm_probability < 1:
+            errors.append(("mlm_probability", f"must be in (0, 1) (got {self.mlm_probability})"))
+        if self.max_new_tokens < 1:
+            errors.append(("max_new_tokens", f"must be >= 1 (got {self.max_new_tokens})"))
+        if any(not p.strip() for p in self.prompts):
+            errors.append(("prompts", "must not contain empty prompts"))
+        return errors
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    """Extractive question answering settings (SQuAD format)."""
+
+    question_column: str = "question"
+    context_column: str = "context"
+    answers_column: str = "answers"  # {"text": [...], "answer_start": [...]} per row
+    id_column: str = "id"
+    doc_stride: int = 128  # tokens of overlap between windows of a context longer than data.max_length
+    max_answer_length: int = 30  # tokens
+    n_best: int = 20  # start and end candidates considered per window
+    version_2: bool = False  # SQuAD v2: questions may have no answer in the context
+
+    def _checks(self) -> list[tuple[str, str]]:
+        errors = []
+        for key in ("doc_stride", "max_answer_length", "n_best"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1 (got {getattr(self, key)})"))
+        return errors
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """Where results go."""
 
@@ -225,6 +279,8 @@ class RunConfig:
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     card: CardConfig = field(default_factory=CardConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
+    qa: QAConfig = field(default_factory=QAConfig)
 
     def _checks(self) -> list[tuple[str, str]]:
         if self.task not in TASKS:

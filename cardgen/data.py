@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,3 +324,101 @@ def new_data_record(cfg: DataConfig, label_names: list[str], splits: dict[str, S
         hub_revision=cfg.revision,
         max_length=cfg.max_length,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data report: duplicates and overlap between splits (exact, and after normalising case and whitespace)
+
+REPORT_EXAMPLES = 3  # texts shown per finding
+REPORT_TEXT_CHARS = 120
+
+
+def normalize_text(text: str) -> str:
+    """Case-folded, whitespace collapsed: two texts that differ only in case or spacing normalise alike."""
+    return " ".join(str(text).casefold().split())
+
+
+def _example_texts(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    texts = frame[columns[0]].astype(str).tolist()
+    for col in columns[1:]:
+        texts = [f"{a} [SEP] {b}" for a, b in zip(texts, frame[col].astype(str).tolist(), strict=True)]
+    return texts
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= REPORT_TEXT_CHARS else text[: REPORT_TEXT_CHARS - 1].rstrip() + "…"
+
+
+def _duplicates(texts: list[str], labels: list[Any] | None) -> dict[str, Any]:
+    counts = Counter(texts)
+    repeated = [t for t, n in counts.items() if n > 1]
+    conflicting = 0
+    if labels is not None:
+        seen: dict[str, set[str]] = {}
+        for text, label in zip(texts, labels, strict=True):
+            seen.setdefault(text, set()).add(str(label))
+        conflicting = sum(1 for t in repeated if len(seen[t]) > 1)
+    norm_counts = Counter(normalize_text(t) for t in texts)
+    return {
+        "rows": len(texts),
+        "duplicate_rows": len(texts) - len(counts),  # rows whose exact text appeared earlier in the split
+        "duplicate_rows_normalized": len(texts) - len(norm_counts),
+        "repeated_texts": len(repeated),
+        "conflicting_labels": conflicting,  # repeated texts that carry more than one label
+        "examples": [_short(t) for t in sorted(repeated, key=lambda t: -counts[t])[:REPORT_EXAMPLES]],
+    }
+
+
+def _overlap(first: str, a: list[str], second: str, b: list[str]) -> dict[str, Any]:
+    exact_a = set(a)
+    norm_a = {normalize_text(t) for t in a}
+    exact = [t for t in b if t in exact_a]
+    normalized = [t for t in b if normalize_text(t) in norm_a]
+    shown = list(dict.fromkeys(exact + normalized))[:REPORT_EXAMPLES]
+    return {
+        "splits": [first, second],
+        "rows": len(b),  # rows of the second split
+        "exact": len(exact),  # rows of the second split whose exact text is in the first
+        "normalized": len(normalized),  # ... after normalising case and whitespace (includes the exact ones)
+        "fraction": round(len(normalized) / len(b), 4) if b else 0.0,
+        "examples": [_short(t) for t in shown],
+    }
+
+
+def data_report(frames: dict[str, pd.DataFrame], text_columns: list[str], label_column: str | None = None,
+                label_names: list[str] | None = None) -> dict[str, Any]:
+    """Split sizes, label distribution, duplicates inside each split and overlap between splits, for run.json.
+
+    Args:
+        frames: Split name -> the examples as they went into the model (after splitting and subsampling).
+        text_columns: The columns that make one input (a text, or a text and its pair).
+        label_column: The label column, for the distribution and conflicting duplicates (None: unlabelled).
+        label_names: Names of the label ids in ``label_column``.
+
+    Returns:
+        A JSON-safe dict; ``leakage`` counts the test (and validation) rows whose text is also in train,
+        exactly or after normalising case and whitespace.
+    """
+    present = [s for s in SPLITS if s in frames] + [s for s in frames if s not in SPLITS]
+    texts = {s: _example_texts(frames[s], text_columns) for s in present}
+    report: dict[str, Any] = {"split_sizes": {s: len(frames[s]) for s in present}}
+    if label_column is not None:
+        report["label_distribution"] = {}
+        for s in present:
+            values = frames[s][label_column].tolist()
+            if label_names is not None and all(isinstance(v, numbers.Integral) for v in values):
+                report["label_distribution"][s] = label_distribution([int(v) for v in values], label_names)
+            else:
+                report["label_distribution"][s] = dict(Counter(str(v) for v in values))
+    report["duplicates"] = {
+        s: _duplicates(texts[s], frames[s][label_column].tolist() if label_column is not None else None)
+        for s in present
+    }
+    pairs = [(a, b) for a, b in (("train", "test"), ("train", "validation"), ("validation", "test"))
+             if a in texts and b in texts]
+    report["overlap"] = [_overlap(a, texts[a], b, texts[b]) for a, b in pairs]
+    leakage = {f"{o['splits'][1]}_in_{o['splits'][0]}": o["normalized"] for o in report["overlap"]
+               if o["splits"][0] == "train"}
+    report["leakage"] = {"any": any(v > 0 for v in leakage.values()), **leakage}
+    return report

@@ -1,14 +1,23 @@
 """The evaluation engine used by run and compare.
 
-Examples are sorted by length and batched with dynamic padding (little compute is spent on pad tokens), run under
-``torch.inference_mode`` with no host synchronisation per batch (outputs stay on the device until the end), and
-returned in the original order, so results equal plain unsorted evaluation.
+Examples are sorted by length (longest first) and batched with dynamic padding, so little compute is spent on pad
+tokens; the model runs under ``torch.inference_mode`` with SDPA attention where the architecture has it; outputs
+stay on the device until the end (one host transfer, no synchronisation per batch); results come back in the
+original order, so they equal plain unsorted evaluation.
+
+Batches are packed by tokens: the first (longest) batch holds ``batch_size`` examples, and every later batch holds
+as many examples as fit in the padded tokens of that first batch (short examples come many to a batch). Memory
+never exceeds what the first batch needed (attention, quadratic in width, shrinks), and larger matrix products
+run faster per token on every device. On CUDA the engine grows the budget to the largest batch that fits: the
+allocator's peak during the first batch is scaled to the free memory. A batch that still runs out of memory is
+split in half and retried, on any device.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +28,21 @@ from cardgen.console import NullProgress, Progress
 Features = Mapping[str, Sequence[int]]
 StepFn = Callable[[Any, dict[str, Any]], dict[str, Any]]
 
+# Share of the free device memory the automatic batch may fill (the rest absorbs fragmentation and estimate error).
+CUDA_MEMORY_FRACTION = 0.6
+MAX_ROWS = 1024  # examples per batch at most when batches are packed by tokens
+
 
 @dataclass
 class EngineResult:
     """Per-example outputs in the original order, plus what the run cost."""
 
     outputs: dict[str, np.ndarray]
-    real_tokens: int
-    processed_tokens: int
+    real_tokens: int  # sum of the examples' lengths
+    processed_tokens: int  # sum over batches of rows x padded width: what the model computed
     seconds: float
+    num_batches: int = 0
+    max_batch_size: int = 0  # largest batch that ran (grows above the requested size on CUDA)
 
     @property
     def padding_efficiency(self) -> float:
@@ -35,10 +50,39 @@ class EngineResult:
         return self.real_tokens / self.processed_tokens if self.processed_tokens else 1.0
 
 
+def length_order(lengths: Sequence[int]) -> list[int]:
+    """Indices by length, longest first, ties in input order (stable, so runs are reproducible)."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, longest first (an out-of-memory shows at once)."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    order = length_order(lengths)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def token_budget_batches(order: Sequence[int], lengths: Sequence[int], max_tokens: int, min_rows: int = 1,
+                         max_rows: int | None = None) -> list[list[int]]:
+    """Cut ``order`` (longest first) into batches whose padded size (rows x longest) stays within ``max_tokens``.
+
+    Every batch has at least ``min_rows`` rows (when that many remain) and at most ``max_rows``.
+    """
+    batches: list[list[int]] = []
+    i = 0
+    while i < len(order):
+        width = max(1, lengths[order[i]])
+        rows = max(min_rows, max_tokens // width, 1)
+        if max_rows is not None:
+            rows = min(rows, max_rows)
+        batches.append(list(order[i : i + rows]))
+        i += rows
+    return batches
+
+
+def padding_efficiency(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Real tokens / processed tokens of a batching, computed from the lengths alone."""
+    processed = sum(len(b) * max(lengths[i] for i in b) for b in batches if b)
+    return sum(lengths) / processed if processed else 1.0
 
 
 def pad_batch(features: Sequence[Features], pad_values: dict[str, int]) -> dict[str, np.ndarray]:
@@ -54,6 +98,46 @@ def pad_batch(features: Sequence[Features], pad_values: dict[str, int]) -> dict[
     return out
 
 
+@contextlib.contextmanager
+def sdpa_attention(model: Any) -> Iterator[None]:
+    """Run ``model`` with PyTorch's scaled-dot-product attention when it was loaded with eager attention and its
+    architecture supports SDPA; the previous setting is restored afterwards."""
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    switch = (current == "eager" and getattr(model, "_supports_sdpa", False)
+              and hasattr(model, "set_attn_implementation"))
+    if switch:
+        try:
+            model.set_attn_implementation("sdpa")
+        except (ValueError, ImportError):  # transformers refuses SDPA for this model: keep eager
+            switch = False
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(current)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator failure (CUDA or host) that a smaller batch may avoid."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
+def _cuda_token_budget(device: Any, tokens: int, peak_bytes: int, rows: int) -> int:
+    """Tokens per batch that fit into :data:`CUDA_MEMORY_FRACTION` of the free memory, scaled from one batch's
+    peak (activations grow about linearly with tokens under SDPA)."""
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    if peak_bytes <= 0:
+        return tokens
+    scale = max(1.0, CUDA_MEMORY_FRACTION * free / peak_bytes)
+    return int(tokens * min(scale, MAX_ROWS / max(1, rows)))
+
+
 def run_engine(
     model: Any,
     features: Sequence[Features],
@@ -64,6 +148,8 @@ def run_engine(
     extra: dict[str, Sequence[Any]] | None = None,
     progress: Progress | None = None,
     description: str = "Evaluating",
+    pack: bool = True,
+    auto_batch: bool | None = None,
 ) -> EngineResult:
     """Run ``step`` over all examples in length-sorted batches and return per-example outputs in input order.
 
@@ -71,43 +157,85 @@ def run_engine(
         model: A torch module, already on its device and in eval mode.
         features: One dict per example of token-id lists (input_ids, attention_mask, token_type_ids, ...).
         step: ``step(model, batch) -> {name: tensor of shape [batch, ...]}``; same trailing shape every batch.
-        batch_size: Examples per forward pass.
+        batch_size: Examples in the first (longest) batch; later batches hold as many padded tokens.
         pad_token_id: The pad id for input_ids (attention_mask pads with 0, labels with -100).
         extra: Per-example values (e.g. labels) passed to ``step`` as tensors in the batch under their key.
-        progress: Where to report batches done.
+        progress: Where to report examples done.
         description: The progress bar's label.
+        pack: Pack later batches up to the first batch's padded tokens; False: ``batch_size`` examples each.
+        auto_batch: Grow the token budget to the largest batch that fits in device memory; default: on CUDA.
     """
     import torch
 
     progress = progress or NullProgress()
     device = next(model.parameters()).device
+    cuda = device.type == "cuda"
+    grow = pack and cuda and auto_batch is not False
     lengths = [len(f["input_ids"]) for f in features]
-    batches = length_sorted_batches(lengths, batch_size)
+    order = length_order(lengths)
     pad_values = {"input_ids": pad_token_id, "labels": -100}
+    extra_arrays = {key: np.asarray(values) for key, values in (extra or {}).items()}
     collected: dict[str, list[Any]] = {}
-    order: list[int] = []
-    processed = 0
+    done: list[int] = []
+    processed = largest = num_batches = 0
+    rows = max(1, int(batch_size))
+    budget: int | None = None  # padded tokens per batch, set by the first batch when packing
     start = time.perf_counter()
-    progress.start_task(description, total=len(batches))
-    with torch.inference_mode():
-        for idx in batches:
-            arrays = pad_batch([features[i] for i in idx], pad_values)
-            processed += arrays["input_ids"].size
-            batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in arrays.items()}
-            for key, values in (extra or {}).items():
-                batch[key] = torch.as_tensor(np.asarray([values[i] for i in idx])).to(device, non_blocking=True)
-            out = step(model, batch)
+    progress.start_task(description, total=len(features))
+
+    def to_device(array: np.ndarray) -> Any:
+        tensor = torch.from_numpy(array)
+        # Pinned host memory lets the copy overlap with compute; a plain copy blocks the host on CUDA.
+        return tensor.pin_memory().to(device, non_blocking=True) if cuda else tensor
+
+    with torch.inference_mode(), sdpa_attention(model):
+        i = 0
+        while i < len(order):
+            width = max(1, lengths[order[i]])
+            take = rows if budget is None else max(1, min(MAX_ROWS, budget // width))
+            idx = order[i : i + take]
+            arrays = pad_batch([features[j] for j in idx], pad_values)
+            batch = {k: to_device(v) for k, v in arrays.items()}
+            for key, values in extra_arrays.items():
+                batch[key] = to_device(np.ascontiguousarray(values[idx]))
+            measure_peak = grow and num_batches == 0
+            if measure_peak:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                before = torch.cuda.memory_allocated(device)
+            try:
+                out = step(model, batch)
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc) or len(idx) == 1:
+                    raise
+                del batch
+                if cuda:
+                    torch.cuda.empty_cache()
+                # Halve this batch and retry; later batches keep the smaller size.
+                rows = max(1, len(idx) // 2)
+                budget = None if budget is None else rows * width
+                grow = False
+                continue
+            if pack and num_batches == 0:
+                budget = arrays["input_ids"].size
+                if measure_peak:
+                    peak = torch.cuda.max_memory_allocated(device) - before
+                    budget = max(budget, _cuda_token_budget(device, budget, peak, len(idx)))
             for key, tensor in out.items():
                 collected.setdefault(key, []).append(tensor.detach())
-            order.extend(idx)
-            progress.advance(1)
+            processed += arrays["input_ids"].size
+            largest = max(largest, len(idx))
+            num_batches += 1
+            done.extend(idx)
+            i += len(idx)
+            progress.advance(len(idx))
     progress.end_task()
-    inverse = np.empty(len(order), dtype=np.int64)
-    inverse[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+    inverse = np.empty(len(done), dtype=np.int64)
+    inverse[np.asarray(done, dtype=np.int64)] = np.arange(len(done))
     outputs = {}
     for key, parts in collected.items():
         # One transfer at the end: the only host synchronisation of the whole evaluation.
         merged = torch.cat([p.float() if p.is_floating_point() else p for p in parts]).cpu().numpy()
         outputs[key] = merged[inverse]
     return EngineResult(outputs=outputs, real_tokens=int(sum(lengths)), processed_tokens=int(processed),
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, num_batches=num_batches, max_batch_size=largest)

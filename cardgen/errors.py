@@ -15,11 +15,13 @@ class CardgenError(Exception):
     """
 
     exit_code = 2
+    # Used when a raise site gives no hint, so every error the user sees says what to do next.
+    default_hint = "run with --debug for the full traceback"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint or self.default_hint
 
     def one_line(self) -> str:
         """The message and hint as one line, newlines folded, for the terminal."""
@@ -30,25 +32,37 @@ class CardgenError(Exception):
 class ConfigError(CardgenError):
     """The config file or a command-line override is wrong."""
 
+    default_hint = "fix it in the config file or the --set override"
+
 
 class DataError(CardgenError):
     """A data file or dataset cannot be used as configured."""
+
+    default_hint = "check the data section of the config and the data files"
 
 
 class ModelError(CardgenError):
     """A checkpoint cannot be loaded, or does not fit the task."""
 
+    default_hint = "check model.name_or_path"
+
 
 class OutputError(CardgenError):
     """The output directory or an output file cannot be written."""
+
+    default_hint = "check the --output directory"
 
 
 class TemplateError(CardgenError):
     """A card template has a syntax error, an undefined variable or tries something unsafe."""
 
+    default_hint = "fix the template"
+
 
 class HubError(CardgenError):
     """Publishing to the Hugging Face Hub failed."""
+
+    default_hint = "run with --debug for details"
 
 
 class RunInterrupted(CardgenError):

@@ -54,9 +54,13 @@ def output_lock(directory: Path) -> Iterator[None]:
     """
     import fcntl
 
-    directory.mkdir(parents=True, exist_ok=True)
     lock_path = directory / ".cardgen.lock"
-    fh = open(lock_path, "a+")  # noqa: SIM115 - held open for the whole block
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held open for the whole block
+    except OSError as exc:
+        raise OutputError(f"cannot write to {directory}: {exc.strerror}",
+                          "choose a writable --output directory") from exc
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -76,3 +80,21 @@ def output_lock(directory: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             lock_path.unlink()
         fh.close()
+
+
+def is_locked(directory: Path) -> bool:
+    """Whether a running cardgen holds ``directory``'s lock (a quick check before any work; never waits)."""
+    import fcntl
+
+    lock_path = Path(directory) / ".cardgen.lock"
+    try:
+        fh = open(lock_path)  # noqa: SIM115 - closed below; opening read-only never creates the file
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        fh.close()
+    return False

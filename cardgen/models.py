@@ -70,17 +70,27 @@ def check_local_checkpoint(cfg: ModelConfig, directory: str, gguf: str | None) -
     if not has_safe and has_pickle and not cfg.allow_pickle:
         raise ModelError(
             f"{directory} holds only pickle weights (pytorch_model.bin), which can run arbitrary code when loaded",
-            "convert it to safetensors, or pass --set model.allow_pickle=true if you trust its source",
+            "convert it to safetensors, or pass --allow-pickle (model.allow_pickle: true) if you trust its source",
         )
     if not has_safe and not has_pickle:
         raise ModelError(f"{directory} has no model weights (no model.safetensors)",
                          "point model.name_or_path at a saved checkpoint")
 
 
+# Any of these makes a local directory a tokenizer; without them transformers 5 quietly builds an empty one
+# (only special tokens) from config.json, and every word becomes [UNK].
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "tokenizer.model", "sentencepiece.bpe.model", "merges.txt")
+
+
 def load_tokenizer(cfg: ModelConfig, directory: str, gguf: str | None) -> Any:
     """The checkpoint's tokenizer, with a pad token (eos when it has none)."""
     from transformers import AutoTokenizer
 
+    path = Path(directory).expanduser()
+    if not gguf and path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(f"{cfg.name_or_path} has no tokenizer files (tokenizer.json, vocab.txt, ...)",
+                         "save the tokenizer next to the model (tokenizer.save_pretrained(DIR))")
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             directory, revision=cfg.revision, gguf_file=gguf, trust_remote_code=cfg.trust_remote_code
@@ -148,9 +158,48 @@ def load_pretrained(auto_class: Any, cfg: ModelConfig, tokenizer: Any = None, **
     seconds = time.perf_counter() - start
     newly = sorted(set(info.get("missing_keys", [])) | {k if isinstance(k, str) else k[0]
                                                         for k in info.get("mismatched_keys", [])})
+    if gguf:
+        model = plain_model(model)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, newly_initialized=newly, load_seconds=seconds,
                        source=cfg.name_or_path)
+
+
+def plain_model(model: Any) -> Any:
+    """An ordinary transformers model with the weights of a GGUF-loaded one (dequantised, float).
+
+    transformers marks a model loaded from a GGUF file as quantized with a GGUF quantizer that is neither trainable
+    nor serializable, although its weights were dequantised on load. Building the same class from the config
+    (without the quantization entry) and loading the state dict gives a model that the Trainer trains and
+    ``save_pretrained`` writes as safetensors, with identical outputs.
+    """
+    import copy
+
+    import torch
+
+    if getattr(model, "hf_quantizer", None) is None:
+        return model
+    state = model.state_dict()
+    packed = [k for k, v in state.items() if not torch.is_floating_point(v) and "inv_freq" not in k]
+    if packed:
+        raise ModelError(f"the GGUF weights stayed packed ({packed[0]}, ...), so they cannot be fine-tuned or saved",
+                         "load the GGUF file dequantised (without the `kernels` package), or use a safetensors copy")
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # older transformers
+        from transformers.modeling_utils import no_init_weights  # type: ignore[attr-defined,no-redef]
+    with no_init_weights():  # every weight is overwritten below: skip the random initialisation
+        plain = type(model)(config)
+    plain.load_state_dict(state, strict=True)
+    plain.tie_weights()
+    if getattr(model, "generation_config", None) is not None:
+        plain.generation_config = copy.deepcopy(model.generation_config)
+    plain.to(next(model.parameters()).device)
+    plain.train(model.training)
+    return plain
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from typing import Any
 from cardgen import __version__
 from cardgen.config import RunConfig, dump_config
 from cardgen.console import NullProgress, Progress
-from cardgen.errors import OutputError
+from cardgen.errors import ConfigError, OutputError, TemplateError
 from cardgen.record import ModelRecord, RunRecord, save_record
 
 OUTPUT_FILES = ("run.json", "README.md", "config.yaml")
@@ -55,6 +55,65 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
+def world_size() -> int:
+    """How many processes a torchrun/accelerate launch started (1 for a plain run)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def prepare_distributed() -> None:
+    """Make a multi-process launch on a machine without CUDA train with DDP over gloo.
+
+    Under torchrun, TrainingArguments sets up DDP on CPU only when asked to use the CPU (otherwise every process
+    trains alone on the whole data); ``ACCELERATE_USE_CPU`` is what ``accelerate launch --cpu`` sets for this.
+    """
+    if world_size() > 1 and "ACCELERATE_USE_CPU" not in os.environ:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ["ACCELERATE_USE_CPU"] = "true"
+
+
+def check_distributed(cfg: RunConfig) -> None:
+    """Refuse multi-process setups whose evaluation the main process cannot do alone.
+
+    After training, the main process evaluates, compares and saves on its own. With FSDP or DeepSpeed ZeRO-3 the
+    parameters are sharded across processes, so its forward pass would wait forever for the others.
+
+    Raises:
+        ConfigError: ``training.extra_args`` asks for FSDP or ZeRO stage 3 in a launch of several processes.
+    """
+    if world_size() <= 1 or cfg.training is None:
+        return
+    from cardgen.errors import ConfigError
+
+    extra = cfg.training.extra_args
+    hint = ("use DDP or DeepSpeed ZeRO stage 1/2 with `cardgen run`, or train with FSDP/ZeRO-3 in your own script "
+            "with cardgen.CardgenCallback (see docs/multi-gpu.md)")
+    if extra.get("fsdp"):
+        raise ConfigError("`training.extra_args.fsdp` shards the model across processes; cardgen's evaluation on "
+                          "the main process alone cannot run on a sharded model", hint)
+    ds = extra.get("deepspeed")
+    if isinstance(ds, str) and Path(ds).is_file():
+        import json
+
+        try:
+            ds = json.loads(Path(ds).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            ds = None
+    stage = ds.get("zero_optimization", {}).get("stage") if isinstance(ds, dict) else None
+    if stage == 3:
+        raise ConfigError("`training.extra_args.deepspeed` uses ZeRO stage 3, which shards the parameters; cardgen's "
+                          "evaluation on the main process alone cannot run on a sharded model", hint)
+
+
+def wait_for_all_processes() -> None:
+    """A barrier across the launch's processes, when there is a process group (no-op otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
     """Refuse to mix a new run into an existing one's results."""
     if path.exists() and not path.is_dir():
@@ -65,8 +124,47 @@ def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
             raise OutputError(f"output directory {path} is not empty ({', '.join(sorted(present)[:4])})",
                               "pass --overwrite to replace it, --resume to continue it, or choose another --output")
     probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("/"))
-    if not os.access(probe, os.W_OK):
+    if not probe.is_dir():
+        raise OutputError(f"output directory {path} is below {probe}, which is a file",
+                          "choose a directory with --output")
+    if not _writable(probe):
         raise OutputError(f"output directory {path} is not writable", "choose a writable --output directory")
+    from cardgen.io import is_locked
+
+    if path.is_dir() and is_locked(path):
+        raise OutputError(f"another cardgen run is writing to {path}",
+                          "wait for it to finish or choose another --output directory")
+
+
+def _writable(directory: Path) -> bool:
+    """Whether a file can be created in ``directory``: tried for real (an unnamed temp file where the OS has them),
+    because permission bits say nothing for root, read-only mounts or immutable directories."""
+    import tempfile
+
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
+
+
+def check_resume(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
+    """``--resume`` needs training, an existing checkpoint, and must not be combined with ``--overwrite``."""
+    if not resume:
+        return
+    if cfg.output.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other",
+                          "--resume continues the run in the output directory, --overwrite replaces it: pick one")
+    if cfg.training is None:
+        raise ConfigError("--resume needs training, but this run has none (--no-train or training: null)",
+                          "drop --resume, or drop --no-train")
+    from cardgen.train import CHECKPOINT_DIR, last_checkpoint
+
+    if last_checkpoint(out_dir) is None:
+        raise OutputError(f"nothing to resume: no checkpoint in {out_dir / CHECKPOINT_DIR}",
+                          "run without --resume (with --overwrite to replace what is in the output directory)")
 
 
 def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
@@ -91,9 +189,14 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     from cardgen.models import count_parameters, dir_size
     from cardgen.tasks import get_task
 
-    progress = progress or NullProgress()
+    main = is_main_process()
+    # Only the main process reports and writes; the others train alongside it and then leave.
+    progress = (progress or NullProgress()) if main else NullProgress()
+    prepare_distributed()
+    check_distributed(cfg)
     out_dir = Path(cfg.output.dir)
     check_output_dir(out_dir, cfg.output.overwrite, resume)
+    check_resume(cfg, out_dir, resume)
     task = get_task(cfg.task)
     timer = StageTimer(progress)
     warnings: list[str] = []
@@ -110,7 +213,19 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
             if split.num_truncated:
                 warnings.append(f"{split.num_truncated} of {split.num_examples} {split.name} examples were longer "
                                 f"than {data.record.max_length} tokens and were truncated")
+        for warning in warnings:
+            progress.note(f"warning: {warning}")
+        _eval_split(cfg, data)  # a wrong evaluation.split must fail now, not after hours of training
+    if cfg.card.template:
+        from cardgen.card import check_template
+
+        check_template(cfg.card.template)  # a syntax error too
     with timer("load", f"Loading {cfg.model.name_or_path}"):
+        from transformers import set_seed
+
+        # A new head (e.g. the classifier) is initialised while loading, before the Trainer seeds anything:
+        # seed here, or two runs with the same seed start from different weights and end with different numbers.
+        set_seed(cfg.training.seed if cfg.training is not None else 42)
         loaded = task.load_model(cfg, data.label_names, tokenizer=tokenizer)
 
     environment = collect_environment()
@@ -134,21 +249,30 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
 
     # From here on the output directory is ours: everything above could fail on bad input without writing.
     created = not out_dir.exists()
-    main = is_main_process()
     from cardgen.io import output_lock
 
     lock = output_lock(out_dir) if main else contextlib.nullcontext()
     try:
         with lock:
             interrupted = False
+            if cfg.training is not None and main and cfg.compare.enabled and hasattr(task, "evaluate_base"):
+                # Training changes the model in place, so tasks that evaluate their base themselves (the LM and QA
+                # tasks) do it now, on the same examples and exactly as the fine-tuned model is evaluated later.
+                split = _eval_split(cfg, data)
+                with timer("evaluate_base", f"Evaluating the base model on the {split} split"):
+                    record.base_evaluation = task.evaluate_base(loaded, data.frames[split], cfg, data.label_names,
+                                                                split, progress)
             if cfg.training is not None:
                 from cardgen.train import train
 
                 with timer("train", "Training"):
                     record.training, interrupted = train(cfg, task, loaded, data, out_dir, progress, resume)
+                # Every process has finished training (and loaded the best checkpoint) before the main one
+                # evaluates alone and removes the checkpoints; after this point no process waits on another.
+                wait_for_all_processes()
                 if interrupted:
                     record.status = "interrupted"
-            if not interrupted:
+            if not interrupted and main:
                 with timer("evaluate", f"Evaluating on the {cfg.evaluation.split} split"):
                     record.evaluation = task.evaluate(loaded, data.frames[_eval_split(cfg, data)], cfg,
                                                       data.label_names, "fine-tuned" if record.training else "model",
@@ -193,7 +317,7 @@ def _auto_config(cfg: RunConfig) -> Any:
 def _eval_split(cfg: RunConfig, data: Any) -> str:
     split = cfg.evaluation.split
     if split not in data.frames:
-        raise OutputError(f"evaluation split {split!r} does not exist (have {', '.join(data.frames)})",
+        raise ConfigError(f"`evaluation.split` {split!r} does not exist (have {', '.join(data.frames)})",
                           "set evaluation.split to one of those")
     return split
 
@@ -234,14 +358,20 @@ def _write_outputs(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path
                 shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
         record.stage_seconds = dict(timer.seconds)
         atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
-        try:
-            from cardgen.plots import write_plots
-        except ImportError:
-            write_plots = None
-        if write_plots is not None:
-            write_plots(record, out_dir)
+        from cardgen.plots import write_plots
+
+        write_plots(record, out_dir)
         save_record(record, out_dir / "run.json")
-        write_card(record, out_dir / "README.md")
+        try:
+            write_card(record, out_dir / "README.md", template=cfg.card.template)
+        except TemplateError as exc:
+            if not cfg.card.template:
+                raise
+            # The run must not be lost to a template mistake: keep the built-in card and say how to re-render.
+            write_card(record, out_dir / "README.md")
+            raise TemplateError(f"{exc.message}; the run is saved in {out_dir} with the built-in card",
+                                f"fix the template, then: cardgen card {out_dir} --template {cfg.card.template}"
+                                ) from exc
     progress.note(f"wrote {out_dir}")
 
 

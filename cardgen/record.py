@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
+from cardgen.bench_record import BenchmarkRecord
 from cardgen.errors import OutputError
 
 SCHEMA_VERSION = "1.0"
@@ -150,8 +151,8 @@ class RunRecord:
     evaluation: EvaluationRecord | None = None
     training: TrainingRecord | None = None
     base_evaluation: EvaluationRecord | None = None
-    comparison: dict[str, Any] | None = None
-    benchmark: dict[str, Any] | None = None
+    comparison: Comparison | None = None
+    benchmark: BenchmarkRecord | None = None  # speed and size of base and fine-tuned (cardgen.bench_record)
     status: str = "completed"  # "completed", "interrupted", "failed"
     stage_seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -236,3 +237,86 @@ def load_record(path: str | Path) -> RunRecord:
             "use the cardgen version that wrote it",
         )
     return from_dict(RunRecord, data)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Base model versus fine-tuned (filled by cardgen.compare)
+
+
+@dataclass
+class MetricComparison:
+    """One metric of the base and the fine-tuned model on the same examples, with intervals and a paired test.
+
+    ``base``, ``fine_tuned`` and ``delta`` are ``[point, low, high]``; ``delta`` is fine-tuned minus base, its
+    interval from the same bootstrap resamples as the two models' intervals (paired).
+    """
+
+    key: str  # "accuracy", "f1_macro", ... or "f1" / "precision" / "recall" for a per-class row
+    name: str  # display name
+    base: list[float]
+    fine_tuned: list[float]
+    delta: list[float]
+    p_value: float | None = None
+    test: str | None = None  # the paired test behind p_value
+    label: str | None = None  # the class of a per-class row
+    support: int | None = None  # gold examples of that class
+
+
+@dataclass
+class FlipExample:
+    """An example whose correctness changed between the base and the fine-tuned model (text shortened)."""
+
+    index: int  # position in the evaluation split
+    text: str
+    label: str
+    base_prediction: str
+    fine_tuned_prediction: str
+
+
+@dataclass
+class ProbeRecord:
+    """How the linear-probe baseline was fitted: logistic regression on the frozen base model's features."""
+
+    features: str  # e.g. "masked mean of the last hidden state"
+    feature_dim: int
+    classifier: str
+    train_split: str
+    num_train: int
+    train_accuracy: float
+    seed: int
+    seconds: float
+
+
+@dataclass
+class Comparison:
+    """The base model against the fine-tuned one on exactly the same examples (see ``cardgen.compare``)."""
+
+    task: str
+    split: str
+    num_examples: int
+    base_model: str
+    fine_tuned_model: str
+    method: str  # how the base was evaluated: "linear-probe" or "zero-shot"
+    confidence: float
+    bootstrap_samples: int
+    permutations: int
+    seed: int
+    interval_method: str
+    metrics: list[MetricComparison]
+    per_class: list[MetricComparison] = field(default_factory=list)
+    tests: dict[str, str] = field(default_factory=dict)  # metric key -> the test behind its p-value
+    wrong_to_right: int = 0
+    right_to_wrong: int = 0
+    wrong_to_right_examples: list[FlipExample] = field(default_factory=list)
+    right_to_wrong_examples: list[FlipExample] = field(default_factory=list)
+    probe: ProbeRecord | None = None
+    max_length: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)  # headline numbers for `--json` summaries
+    seconds: float | None = None
+    # Only for a standalone `cardgen compare` (in a run they are RunRecord.base_evaluation and .evaluation):
+    base_evaluation: EvaluationRecord | None = None
+    fine_tuned_evaluation: EvaluationRecord | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Mapping-style access to a field, for code written against the earlier dict form of the comparison."""
+        return getattr(self, key, default)

@@ -244,7 +244,16 @@ def _callbacks(progress: Progress, stop: _StopFlag, patience: int | None) -> lis
             progress.advance(1, epoch=round(state.epoch or 0, 2))
             if stop.stopped:
                 control.should_training_stop = True
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            # Stopping ends the epoch early; the Trainer then saves (kept) and, with eval_strategy="epoch", would
+            # also evaluate a half-finished epoch: a row an uninterrupted run never has, and a candidate for the
+            # "best" checkpoint. Evaluate only when the epoch is really complete.
+            if stop.stopped:
                 control.should_save = True
+                epoch = state.epoch or 0.0
+                if abs(epoch - round(epoch)) > 1e-6:
+                    control.should_evaluate = False
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             logs = logs or {}
@@ -265,12 +274,55 @@ def _callbacks(progress: Progress, stop: _StopFlag, patience: int | None) -> lis
     return callbacks
 
 
+def _trainer_class() -> Any:
+    """transformers.Trainer whose length-grouped batches are a function of (data_seed, epoch) alone.
+
+    The stock sampler draws each epoch's order from the global torch RNG, whose state at the start of an epoch
+    depends on everything that ran before (dropout of earlier epochs). A run resumed in the middle of epoch 2
+    would then see a different order than the run it continues. Seeding each epoch by its number makes the order
+    the same however the run got there; the Trainer skips the batches already trained.
+    """
+    import torch
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):  # type: ignore[misc]
+        def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.seed = seed
+            self.epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:  # called by the Trainer (through accelerate) every epoch
+            self.epoch = epoch
+
+        def __iter__(self) -> Any:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+    class SeededTrainer(Trainer):  # type: ignore[misc]
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler) and sampler.generator is None:
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return EpochSeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+            return sampler
+
+    return SeededTrainer
+
+
 def last_checkpoint(out_dir: Path) -> str | None:
-    """The newest Trainer checkpoint under the output directory, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete Trainer checkpoint under the output directory, if any.
+
+    The Trainer writes trainer_state.json last, so a checkpoint without it was cut off mid-write (a killed run).
+    """
+    import re
 
     path = out_dir / CHECKPOINT_DIR
-    return get_last_checkpoint(str(path)) if path.is_dir() else None
+    if not path.is_dir():
+        return None
+    steps = [(int(m.group(1)), d) for d in path.iterdir()
+             if (m := re.fullmatch(r"checkpoint-(\d+)", d.name)) and (d / "trainer_state.json").is_file()]
+    return str(max(steps)[1]) if steps else None
 
 
 def train(
@@ -283,7 +335,7 @@ def train(
     resume: bool = False,
 ) -> tuple[TrainingRecord, bool]:
     """Fine-tune ``loaded.model`` in place with the Trainer; return the record and whether it was interrupted."""
-    from transformers import PrinterCallback, Trainer
+    from transformers import PrinterCallback
 
     progress = progress or NullProgress()
     t: TrainingConfig = cfg.training  # type: ignore[assignment]
@@ -293,7 +345,7 @@ def train(
     train_ds = task.train_dataset(data.frames["train"], loaded.tokenizer, cfg, "train")
     eval_ds = task.train_dataset(data.frames["validation"], loaded.tokenizer, cfg, "validation")
     stop = _StopFlag()
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=loaded.model,
         args=args,
         train_dataset=train_ds,
@@ -341,4 +393,5 @@ def train(
         and not stop.stopped,
         resumed_from=Path(checkpoint).name if checkpoint else None,
     )
-    return record, stop.stopped
+    # A Ctrl-C that lands after the last step (during the final evaluation) stopped nothing.
+    return record, stop.stopped and trainer.state.global_step < trainer.state.max_steps

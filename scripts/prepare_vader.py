@@ -93,14 +93,24 @@ def main() -> None:
         rng.shuffle(rows)
         return rows
 
+    def key(row: dict[str, object]) -> str:  # the same normalisation cardgen's leakage check uses
+        return " ".join(str(row["text"]).casefold().split())
+
     movies, tweets = examples("movies"), examples("tweets")
-    test, movies_rest = movies[: args.test], movies[args.test :]
-    pool = movies_rest + tweets
+    test, seen = [], set()
+    for row in movies:  # held-out movie snippets, each sentence once
+        if len(test) < args.test and key(row) not in seen:
+            seen.add(key(row))
+            test.append(row)
+    pool = [r for r in movies if r not in test] + tweets
     rng.shuffle(pool)
-    # The test sentences must not reappear (exact duplicates exist in the source files).
-    test_texts = {r["text"] for r in test}
-    pool = [r for r in pool if r["text"] not in test_texts]
-    validation, train = pool[: args.validation], pool[args.validation : args.validation + args.train]
+    # No sentence may appear twice, inside a split or across splits (the source files hold duplicates).
+    unique = []
+    for row in pool:
+        if key(row) not in seen:
+            seen.add(key(row))
+            unique.append(row)
+    validation, train = unique[: args.validation], unique[args.validation : args.validation + args.train]
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", train), ("validation", validation), ("test", test)):

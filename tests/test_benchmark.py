@@ -11,6 +11,7 @@ from itertools import groupby
 import numpy as np
 import pytest
 
+from cardgen import bench_inputs, timing
 from cardgen import benchmark as bm
 from cardgen.benchmark import (
     BenchmarkRecord,
@@ -221,8 +222,8 @@ def test_measure_uses_the_cuda_timer_on_cuda(monkeypatch):
             super().__init__([1.0] * 10)
             made.append(device)
 
-    monkeypatch.setattr(bm, "CudaTimer", RecordingTimer)
-    monkeypatch.setattr(bm, "synchronize", lambda device: None)
+    monkeypatch.setattr(timing, "CudaTimer", RecordingTimer)
+    monkeypatch.setattr(timing, "synchronize", lambda device: None)
     assert measure(Counter(), warmup=0, min_iterations=2, min_seconds=0.0, device="cuda:0") == [1.0, 1.0]
     assert made == ["cuda:0"]
 
@@ -291,10 +292,10 @@ def test_precision_choices(monkeypatch):
         bm.autocast_dtype("int8", "cpu")
     with pytest.raises(ConfigError, match="fp16"):
         bm.autocast_dtype("fp16", "cpu")
-    monkeypatch.setattr(bm, "_cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(bench_inputs, "_cpu_has_native_bf16", lambda: False)
     with pytest.raises(ConfigError, match="bf16"):
         bm.autocast_dtype("bf16", "cpu")
-    monkeypatch.setattr(bm, "_cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(bench_inputs, "_cpu_has_native_bf16", lambda: True)
     assert bm.autocast_dtype("bf16", "cpu") is torch.bfloat16
 
 
@@ -466,3 +467,118 @@ def test_module_does_not_import_torch():
     code = "import sys, cardgen.benchmark; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------------- run stage
+def test_run_with_benchmark_puts_speed_and_size_in_the_card_for_both_models(make_config, tmp_path):
+    from cardgen.bench_record import BenchmarkRecord
+    from cardgen.card import render_card
+    from cardgen.config import load_config
+    from cardgen.pipeline import run
+    from cardgen.record import load_record
+
+    cfg = load_config(make_config(
+        benchmark={"enabled": True, "batch_sizes": [1, 4], "sequence_length": 16, "warmup": 1,
+                   "min_iterations": 2, "min_seconds": 0.05},
+        training={"num_epochs": 1},
+    ))
+    out = run(cfg).output_dir
+    record = load_record(out)
+    bench = record.benchmark
+    assert isinstance(bench, BenchmarkRecord)  # typed after the JSON round trip
+    assert list(bench.models) == ["base", "fine-tuned"]
+    for entry in bench.models.values():
+        assert [b.batch_size for b in entry.batches] == [1, 4]
+        assert all(b.latency.count >= 2 and b.cold_s > 0 for b in entry.batches)
+        assert entry.num_parameters == record.model.num_parameters
+        assert entry.size_on_disk_bytes and entry.size_on_disk_bytes > 0
+        assert entry.load_s is not None and entry.load_s > 0
+        assert entry.dtype == "float32"
+        ev = entry.eval_set
+        assert ev is not None and ev.split == "test" and ev.num_examples == 64
+        assert 0.5 < ev.padding_efficiency <= 1 and ev.latency.count == 2
+    assert bench.models["base"].checkpoint and bench.models["fine-tuned"].checkpoint == ""
+    s = bench.settings
+    assert (s.device, s.precision, s.timer, s.inputs) == ("cpu", "fp32", "perf_counter", "synthetic")
+    assert s.torch_threads >= 1 and s.torch_version and s.transformers_version
+    assert bench.seconds is not None and bench.seconds > 0
+    text = (out / "README.md").read_text()
+    section = text[text.index("## Speed and size"):text.index("<!-- cardgen:end speed -->")]
+    assert "| base | " in section and "| fine-tuned | " in section
+    for column in ("Parameters", "Size on disk", "Load time", "Mean (ms)", "p50 (ms)", "p90 (ms)", "p99 (ms)",
+                   "Samples/s", "Tokens/s", "Peak RSS (MiB)"):
+        assert column in section, column
+    assert "### Evaluation throughput on real examples" in section
+    assert s.device_name in section and "torch threads" in section and "PyTorch " in section
+    latency = [line for line in section.splitlines() if line.startswith(("| base | 4 |", "| fine-tuned | 4 |"))]
+    assert len(latency) == 2
+    # rounded in Python: no long floats leak into the card
+    assert not any(len(cell.strip()) > 12 for line in latency for cell in line.split("|"))
+    assert render_card(record) == text  # the card re-renders from run.json alone
+
+
+def test_bench_stage_of_a_run_without_training_measures_one_model(tiny_bert, make_config):
+    from cardgen.config import load_config
+    from cardgen.pipeline import run
+
+    cfg = load_config(make_config(
+        training=None,
+        benchmark={"enabled": True, "batch_sizes": [2], "sequence_length": 8, "warmup": 0,
+                   "min_iterations": 1, "min_seconds": 0.0},
+    ))
+    record = run(cfg).record
+    assert record.benchmark is not None and list(record.benchmark.models) == ["model"]
+    assert record.benchmark.models["model"].load_s is not None
+
+
+# --------------------------------------------------------------------------------------------------- cardgen bench
+def test_cli_bench_json(tiny_bert):
+    from click.testing import CliRunner
+
+    from cardgen.cli import cli
+
+    args = ["bench", str(tiny_bert), "--vs", str(tiny_bert), "--batch-sizes", "1,2", "--seq-len", "8",
+            "--min-iterations", "2", "--min-seconds", "0", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert list(data["models"]) == ["base", "model"]
+    for entry in data["models"].values():
+        assert [b["batch_size"] for b in entry["batches"]] == [1, 2]
+        assert entry["batches"][0]["latency"]["count"] >= 2
+        assert entry["size_on_disk_bytes"] == bm.size_on_disk(tiny_bert)
+        assert entry["load_s"] > 0 and entry["checkpoint"] == str(tiny_bert)
+    assert data["settings"]["sequence_length"] == 8 and data["settings"]["rounds"] == 3
+    table = CliRunner().invoke(cli, args[:-1])
+    assert table.exit_code == 0, table.output
+    assert "Forward pass" in table.stdout and "load average" in table.stdout, table.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-sizes", "1,x"], "`--batch-sizes` must be"),
+        (["--batch-sizes", "0"], "`--batch-sizes` must be"),
+        (["--seq-len", "0"], "`--seq-len` must be"),
+        (["--precision", "int8"], "`--precision` must be one of"),
+        (["--min-seconds", "-1"], "`--min-seconds` must be"),
+    ],
+)
+def test_cli_bench_bad_input_is_one_line_exit_2(tiny_bert, extra, message):
+    from click.testing import CliRunner
+
+    from cardgen.cli import cli
+
+    result = CliRunner().invoke(cli, ["bench", str(tiny_bert), *extra])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+
+
+def test_cli_bench_missing_checkpoint(tmp_path):
+    from click.testing import CliRunner
+
+    from cardgen.cli import cli
+
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "does not exist" in result.output and "hint:" in result.output

@@ -160,3 +160,71 @@ def test_version_and_module_entry_point() -> None:
     helped = subprocess.run([sys.executable, "-m", "cardgen", "run", "--help"], capture_output=True, text=True,
                             check=True)
     assert "--set" in helped.stdout and "--no-train" in helped.stdout
+
+
+def _trainer_card_facts(text: str) -> dict[str, str]:
+    """The `- name: value` lines of the hyperparameter list of transformers' own Trainer card."""
+    section = text.split("### Training hyperparameters", 1)[1].split("###", 1)[0]
+    facts = {}
+    for line in section.splitlines():
+        if line.startswith("- ") and ": " in line:
+            name, value = line[2:].split(": ", 1)
+            facts[name.strip()] = value.strip()
+    return facts
+
+
+def test_card_holds_every_fact_of_trainers_own_card(tiny_bert: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """Train with a plain Trainer and cardgen's own arguments, let transformers write its card, compare."""
+    import re
+
+    from transformers import Trainer
+
+    from cardgen.config import load_config
+    from cardgen.models import hf_quiet
+    from cardgen.pipeline import run
+    from cardgen.tasks import classification
+    from cardgen.train import training_arguments
+    from tests.conftest import base_config
+
+    cfg = load_config(data=base_config(tiny_bert, tiny_data, tmp_path / "cardgen", training={
+        "num_epochs": 2, "gradient_accumulation_steps": 2, "warmup": 2, "weight_decay": 0.01}))
+    with hf_quiet():
+        data = classification.prepare_data(cfg, classification.load_model(cfg, ["negative", "positive"]).tokenizer,
+                                           True)
+        loaded = classification.load_model(cfg, data.label_names)
+        args = training_arguments(cfg, tmp_path / "plain", "accuracy", True)
+        trainer = Trainer(model=loaded.model, args=args,
+                          train_dataset=classification.train_dataset(data.frames["train"], loaded.tokenizer, cfg, "t"),
+                          eval_dataset=classification.train_dataset(data.frames["validation"], loaded.tokenizer, cfg,
+                                                                    "v"),
+                          processing_class=loaded.tokenizer,
+                          data_collator=classification.collator(loaded.tokenizer, cfg),
+                          compute_metrics=classification.trainer_metrics(cfg, data.label_names))
+        trainer.train()
+        trainer.create_model_card(model_name="plain")
+    theirs = (tmp_path / "plain" / "checkpoints" / "README.md").read_text()
+    ours = (run(cfg).output_dir / "README.md").read_text()
+
+    facts = _trainer_card_facts(theirs)
+    assert {"learning_rate", "train_batch_size", "eval_batch_size", "seed", "optimizer", "lr_scheduler_type",
+            "num_epochs", "gradient_accumulation_steps", "total_train_batch_size",
+            "lr_scheduler_warmup_steps"} <= set(facts)
+    for name, value in facts.items():
+        assert f"- {name}: " in ours, name
+        for number in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", value):  # every number the Trainer states
+            assert number in ours, (name, number)
+    header = [c.strip() for c in theirs.split("### Training results", 1)[1].strip().splitlines()[0].strip("|").split("|")]
+    for column in header:
+        if column not in ("Training Loss", "Epoch", "Step", "Validation Loss"):
+            column = {"F1 Macro": "F1 (macro)", "F1 Positive": "F1 (positive class)",
+                      "Precision Macro": "Precision (macro)", "Recall Macro": "Recall (macro)"}.get(column, column)
+            if "Positive" in column and "F1" not in column:
+                continue  # per-class precision/recall stay in run.json, out of the table
+        assert column in ours, column
+    for name in ("Transformers", "Datasets", "Tokenizers"):
+        version = re.search(rf"- {name} (\S+)", theirs)
+        assert version and f"- {name} {version.group(1)}" in ours
+    torch_version = re.search(r"- Pytorch (\S+)", theirs)
+    assert torch_version and f"- PyTorch {torch_version.group(1)}" in ours
+    assert "It achieves the following results on the evaluation set" in theirs
+    assert "results on the held-out **test** split" in ours

@@ -11,6 +11,7 @@ from cardgen.console import Progress
 from cardgen.data import (
     PreparedData,
     check_texts,
+    data_report,
     label_distribution,
     load_frames,
     make_split_record,
@@ -146,6 +147,9 @@ def prepare_data(cfg: RunConfig, tokenizer: Any, need_train: bool, model_config:
         )
     record = new_data_record(d, names, records, files, d.label_column)
     record.max_length = max_len
+    record.report = data_report(frames, ["text", "text_pair"] if d.text_pair_column else ["text"], "label", names)
+    record.report["token_length"] = {split: rec.token_length for split, rec in records.items()}
+    record.report["truncated"] = {split: rec.num_truncated for split, rec in records.items()}
     return PreparedData(frames=frames, label_names=names, record=record)
 
 
@@ -189,7 +193,13 @@ def load_model(cfg: RunConfig, label_names: list[str] | None = None, model_cfg: 
             "label2id": {n: i for i, n in enumerate(label_names)},
             "ignore_mismatched_sizes": True,
         }
-    return load_pretrained(AutoModelForSequenceClassification, model_cfg or cfg.model, tokenizer=tokenizer, **kwargs)
+    loaded = load_pretrained(AutoModelForSequenceClassification, model_cfg or cfg.model, tokenizer=tokenizer,
+                             **kwargs)
+    # The head's loss is a per-example mean that ignores the Trainer's ``num_items_in_batch``. Left at the default
+    # (forward takes **kwargs), the Trainer would multiply that mean by the number of processes under DDP and
+    # skip dividing by gradient_accumulation_steps: doubled losses and gradients on 2 devices.
+    loaded.model.accepts_loss_kwargs = False
+    return loaded
 
 
 def train_dataset(frame: pd.DataFrame, tokenizer: Any, cfg: RunConfig, split: str) -> Any:
