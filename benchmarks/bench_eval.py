@@ -49,6 +49,7 @@ def main() -> None:
     from transformers import pipeline
 
     from cardgen.config import load_config
+    from cardgen.engine import length_order, token_budget_batches
     from cardgen.models import load_tokenizer, resolve_source
     from cardgen.tasks import classification as task
 
@@ -88,7 +89,16 @@ def main() -> None:
                         on_round=lambda r, t: log(f"round {r}: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items())))
     same32 = predictions["ours"] == predictions["p32"]
     same1 = predictions["ours"] == predictions["p1"]
-    detail = f"{len(frame)} VADER test texts, max length {max_length}, MiniLM-L6 classifier"
+    # Work done: tokens the model processed (padding included) by each, from the lengths alone.
+    lengths = [len(x) for x in tokenizer(frame["text"].tolist(), truncation=True, max_length=max_length)["input_ids"]]
+    order = length_order(lengths)
+    packed = [order[:32]] + token_budget_batches(order[32:], lengths, 32 * lengths[order[0]])
+    processed = {name: sum(len(b) * max(lengths[i] for i in b) for b in batches) for name, batches in (
+        ("pipeline batch 32", [list(range(i, min(i + 32, len(lengths)))) for i in range(0, len(lengths), 32)]),
+        ("pipeline batch 1", [[i] for i in range(len(lengths))]), ("cardgen", packed))}
+    detail = (f"{len(frame)} VADER test texts, max length {max_length}, MiniLM-L6 classifier; tokens processed "
+              f"(padding included): cardgen {processed['cardgen']}, pipeline batch 32 "
+              f"{processed['pipeline batch 32']}, batch 1 {processed['pipeline batch 1']}")
     rows = [
         timed_row("eval throughput vs pipeline, batch 32", times["pipeline batch 32"], times["cardgen"],
                   TARGET_BATCH_32, f"identical predictions: {'yes' if same32 else 'NO'}", same32, detail),

@@ -78,7 +78,9 @@ def md_escape(text: Any, limit: int | None = None) -> str:
     text = " ".join(str(text).split())
     if limit and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
-    text = html.escape(text, quote=True)
+    # Quotes stay as they are: no tag can form once < and > are escaped, and an entity such as &#x27; would
+    # show up literally once its "#" is escaped (I&\#x27;m instead of I'm).
+    text = html.escape(text, quote=False)
     return re.sub(r"([\\`*_\[\]|#])", r"\\\1", text)
 
 

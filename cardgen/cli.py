@@ -217,7 +217,7 @@ def push(run_dir: Path, repo_id: str, create_pr: bool, private: bool, revision: 
 @click.option("--train", "train_file", metavar="FILE",
               help="Training examples for the linear probe, needed when BASE has no trained head for the labels.")
 @click.option("--dataset-config", metavar="NAME", help="Config name of a Hub dataset.")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Examples per forward pass.")
+@click.option("--batch-size", type=int, help="Examples per forward pass (default: FT's run.json, else 32).")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for the intervals (and permutations for the p-values).")
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="Coverage of the intervals.")
@@ -230,7 +230,7 @@ def push(run_dir: Path, repo_id: str, create_pr: bool, private: bool, revision: 
 @handle_errors
 def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_column: str, label_column: str,
             label_names: str | None, max_length: int | None, train_file: str | None, dataset_config: str | None,
-            batch_size: int, bootstrap: int, confidence: float, seed: int, json_out: Path | None,
+            batch_size: int | None, bootstrap: int, confidence: float, seed: int, json_out: Path | None,
             markdown_out: Path | None, quiet: bool) -> None:
     """Evaluate BASE and FT on exactly the same examples and compare them: each metric with its confidence
     interval, the delta with its own interval, and a paired significance test.

@@ -114,7 +114,7 @@ def compare(
     max_length: int | None = None,
     train: str | None = None,
     dataset_config: str | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     bootstrap_samples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -137,7 +137,7 @@ def compare(
         train: Training examples for the linear probe, needed when the base has no trained head for the labels
             (default: the dataset's train split, when ``data`` is a dataset).
         dataset_config: Config name of a Hub dataset.
-        batch_size: Examples per forward pass.
+        batch_size: Examples per forward pass (default: the one recorded in FT's run.json, else 32).
         bootstrap_samples: Bootstrap resamples for the intervals (and permutations for the p-values).
         confidence: Coverage of the intervals.
         seed: Seed of the resampling, the permutations and the probe.
@@ -164,7 +164,7 @@ def compare(
 
 def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, text_column: str, label_column: str,
              label_names: Sequence[str] | None, max_length: int | None, train: str | None,
-             dataset_config: str | None, batch_size: int, bootstrap_samples: int, confidence: float, seed: int,
+             dataset_config: str | None, batch_size: int | None, bootstrap_samples: int, confidence: float, seed: int,
              probe_max_train: int, progress: Progress) -> Comparison:
     from cardgen.config import TASK_ALIASES, load_config, package_path
     from cardgen.models import load_tokenizer, pick_device, resolve_source
@@ -178,8 +178,9 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
         raise ConfigError(f"--task {task!r} is not supported by compare yet", "use --task text-classification")
     _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
     fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
-    if max_length is None:
-        max_length = _recorded_max_length(fine_tuned) or 128
+    recorded_length, recorded_batch = _recorded_settings(fine_tuned)
+    max_length = max_length or recorded_length or 128
+    batch_size = batch_size or recorded_batch or 32
     data_section: dict[str, Any] = {"text_column": text_column, "label_column": label_column,
                                     "max_length": max_length, "name": Path(data).name}
     if label_names:
@@ -264,13 +265,13 @@ def _needs_train(base: str) -> DataError:
                      "give --train FILE (e.g. the train split the model was fine-tuned on)")
 
 
-def _check_settings(bootstrap_samples: int, confidence: float, batch_size: int, probe_max_train: int,
+def _check_settings(bootstrap_samples: int, confidence: float, batch_size: int | None, probe_max_train: int,
                     max_length: int | None) -> None:
     if bootstrap_samples < 100:
         raise ConfigError(f"--bootstrap must be >= 100 (got {bootstrap_samples})", "use e.g. --bootstrap 1000")
     if not 0.5 < confidence < 1:
         raise ConfigError(f"confidence must be in (0.5, 1) (got {confidence})")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})")
     if probe_max_train < 1:
         raise ConfigError(f"probe_max_train must be >= 1 (got {probe_max_train})")
@@ -278,18 +279,27 @@ def _check_settings(bootstrap_samples: int, confidence: float, batch_size: int, 
         raise ConfigError(f"--max-length must be >= 8 (got {max_length})")
 
 
-def _recorded_max_length(path: str) -> int | None:
-    """The truncation length a `cardgen run` output directory was evaluated with, so compare matches it."""
+def _recorded_settings(path: str) -> tuple[int | None, int | None]:
+    """(truncation length, evaluation batch size) of a `cardgen run` output directory, so compare matches it.
+
+    The batch size matters only in the last bits (padding widths change the float arithmetic), but matching it
+    makes `cardgen compare` reproduce the run's comparison exactly.
+    """
     import json
 
     run_json = Path(path).expanduser() / "run.json"
     if not run_json.is_file():
-        return None
+        return None, None
     try:
-        value = json.loads(run_json.read_text(encoding="utf-8"))["data"]["max_length"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return None
-    return int(value) if isinstance(value, int) else None
+        raw = json.loads(run_json.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(raw, dict):
+        return None, None
+    max_length = (raw.get("data") or {}).get("max_length")
+    batch_size = ((raw.get("config") or {}).get("evaluation") or {}).get("batch_size")
+    return (max_length if isinstance(max_length, int) else None,
+            batch_size if isinstance(batch_size, int) else None)
 
 
 def _is_backbone_only(key: str) -> bool:

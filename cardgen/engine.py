@@ -122,8 +122,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an allocator failure (CUDA or host) that a smaller batch may avoid."""
     import torch
 
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+    # torch.OutOfMemoryError is torch >= 2.5; torch.cuda.OutOfMemoryError is the same class there and older too.
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
 def _cuda_token_budget(device: Any, tokens: int, peak_bytes: int, rows: int) -> int:
@@ -205,7 +206,7 @@ def run_engine(
                 before = torch.cuda.memory_allocated(device)
             try:
                 out = step(model, batch)
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
+            except RuntimeError as exc:  # out-of-memory errors are RuntimeErrors
                 if not is_out_of_memory(exc) or len(idx) == 1:
                     raise
                 del batch

@@ -326,21 +326,15 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
                      progress: Progress) -> None:
     """Comparison with the base model and the speed benchmark, when their modules and config ask for them."""
     if cfg.compare.enabled:
-        try:
-            from cardgen.compare import compare_stage
-        except ImportError:
-            compare_stage = None
-        if compare_stage is not None:
-            with timer("compare", "Comparing with the base model"):
-                compare_stage(cfg, task, loaded, data, record, progress)
+        from cardgen.compare import compare_stage
+
+        with timer("compare", "Comparing with the base model"):
+            compare_stage(cfg, task, loaded, data, record, progress)
     if cfg.benchmark.enabled:
-        try:
-            from cardgen.benchmark import benchmark_stage
-        except ImportError:
-            benchmark_stage = None
-        if benchmark_stage is not None:
-            with timer("benchmark", "Benchmarking speed and memory"):
-                benchmark_stage(cfg, task, loaded, data, record, progress)
+        from cardgen.benchmark import benchmark_stage
+
+        with timer("benchmark", "Benchmarking speed and memory"):
+            benchmark_stage(cfg, task, loaded, data, record, progress)
 
 
 def _write_outputs(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path, timer: StageTimer,
@@ -402,5 +396,5 @@ def summary(result: RunResult) -> dict[str, Any]:
         "test_metrics": rec.evaluation.metrics if rec.evaluation else None,
         "best_epoch": rec.training.best_epoch if rec.training else None,
         "stage_seconds": rec.stage_seconds,
-        "comparison": (rec.comparison or {}).get("summary") if rec.comparison else None,
+        "comparison": rec.comparison.summary if rec.comparison else None,
     }

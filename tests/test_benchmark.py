@@ -582,3 +582,24 @@ def test_cli_bench_missing_checkpoint(tmp_path):
 
     result = CliRunner().invoke(cli, ["bench", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "does not exist" in result.output and "hint:" in result.output
+
+
+def test_bench_checkpoints_times_generation_of_a_causal_lm(tiny_bert, tmp_path):
+    from transformers import AutoTokenizer
+
+    from cardgen.bench_stage import bench_checkpoints
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)  # any tokenizer with a small vocabulary will do
+    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=64, pad_token_id=0)
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    record = bench_checkpoints(str(tmp_path), batch_sizes="1,2", sequence_length=8, warmup=0, min_iterations=2,
+                               min_seconds=0.0, rounds=1, new_tokens=4)
+    entry = record.models["model"]
+    assert [b.batch_size for b in entry.batches] == [1, 2]
+    (gen,) = entry.generation
+    assert gen.new_tokens == 4 and gen.prompt_length == 8 and gen.time_to_first_token.count >= 2
+    assert entry.size_on_disk_bytes == bm.size_on_disk(tmp_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -100,9 +99,7 @@ def test_card_rerenders_from_record_alone_without_torch(tiny_run: Path, tmp_path
         f"r = CliRunner().invoke(cli, ['card', {str(tiny_run)!r}, '--output', {str(target)!r}]);"
         "assert r.exit_code == 0, r.output; assert 'torch' not in sys.modules, 'torch imported'"
     )
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    assert time.perf_counter() - start < 10  # generous; the benchmark measures the real figure
+    subprocess.run([sys.executable, "-c", code], check=True)  # its speed is measured in benchmarks/, not here
     assert target.read_text() == (tiny_run / "README.md").read_text()
 
 
