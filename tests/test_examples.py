@@ -139,7 +139,6 @@ def test_qa_example(tmp_path: Path) -> None:
     epochs = record["training"]["epochs"]
     assert all({"exact_match", "f1"} <= set(row["metrics"]) for row in epochs)
     assert record["base_evaluation"]["extra"]["meaningful"] is False  # a fresh span head
-    assert epochs[-1]["metrics"]["f1"] > epochs[0]["metrics"]["f1"] or not FULL
     assert record["evaluation"]["metrics"]["f1"] > record["base_evaluation"]["metrics"]["f1"]
     if FULL:
         f1 = [row["metrics"]["f1"] for row in epochs]

@@ -398,3 +398,17 @@ def test_causal_block_longer_than_context_is_refused(tiny_gpt2: Path, lm_data: P
     with pytest.raises(ConfigError):
         run(load_config(path))
     assert not (tmp_path / "out").exists()
+
+
+def test_causal_no_training_documents_the_checkpoint(tiny_gpt2: Path, lm_data: Path, tmp_path: Path) -> None:
+    from cardgen.pipeline import run
+    from cardgen.record import load_record
+
+    cfg = lm_config(tiny_gpt2, lm_data, tmp_path / "doc", "causal-lm", training=None,
+                    lm={"prompts": ["The cat"], "max_new_tokens": 3})
+    out = run(load_config(data=cfg)).output_dir
+    record = load_record(out)
+    assert record.training is None and record.base_evaluation is None and record.evaluation is not None
+    text = (out / "README.md").read_text()
+    assert "| Prompt | Model |" in text and "## Base model vs fine-tuned" not in text
+    assert "No training" in text and not (out / "model.safetensors").exists()
