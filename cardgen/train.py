@@ -307,6 +307,17 @@ def _trainer_class() -> Any:
                 return EpochSeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
             return sampler
 
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            # The stock Trainer length-groups the evaluation set too when training is length-grouped, which hands
+            # compute_metrics the rows shuffled. Evaluation keeps the dataset's order (sequential on one process;
+            # accelerate's even shards, gathered back in order, on several), so per-example metrics (QA spans)
+            # line up with their examples.
+            if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+                return None
+            if self.args.world_size <= 1:
+                return torch.utils.data.SequentialSampler(eval_dataset)
+            return None
+
     return SeededTrainer
 
 

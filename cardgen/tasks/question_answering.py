@@ -355,43 +355,24 @@ def _golds(frame: pd.DataFrame) -> list[list[str]]:
     return [list(a["text"]) for a in frame["answers"]]
 
 
-def _candidate_orders(feats: Features, cfg: RunConfig) -> list[np.ndarray]:
-    """Orders in which the Trainer may deliver the validation windows: its length-grouped sampler (which cardgen's
-    training arguments select, seeded with the data seed) and plain sequential order."""
-    from transformers.trainer_pt_utils import get_length_grouped_indices
-
-    t = cfg.training
-    orders = []
-    if t is not None:
-        extra = t.extra_args
-        batch = int(extra.get("per_device_eval_batch_size", t.eval_batch_size))
-        seed = extra.get("data_seed", extra.get("seed", t.seed))
-        lengths = [len(x["input_ids"]) for x in feats.inputs]
-        import torch
-
-        generator = torch.Generator().manual_seed(int(seed))
-        orders.append(np.asarray(get_length_grouped_indices(lengths, batch, generator=generator), dtype=np.int64))
-    orders.append(np.arange(len(feats.example), dtype=np.int64))
-    return orders
-
-
-def align(feats: Features, label_ids: Any, cfg: RunConfig) -> np.ndarray:
-    """The window index of each prediction row, checked against the gold positions the Trainer passes back."""
+def align(feats: Features, label_ids: Any) -> np.ndarray:
+    """The window index of each prediction row: cardgen's Trainer evaluates in dataset order (see
+    ``train._trainer_class``); the gold positions the Trainer passes back prove it, so a reordering sampler can never
+    pair one question's logits with another's context."""
     gold_start, gold_end = (np.asarray(x).reshape(-1) for x in label_ids[:2])
     start, end = np.asarray(feats.start_positions), np.asarray(feats.end_positions)
-    for order in _candidate_orders(feats, cfg):
-        if len(order) == len(gold_start) and (start[order] == gold_start).all() and (end[order] == gold_end).all():
-            return order
-    raise RuntimeError(f"cannot match the Trainer's {len(gold_start)} validation windows to the {len(start)} rebuilt "
-                       "from the config (an evaluation sampler cardgen does not know?)")
+    if len(gold_start) != len(start) or not ((start == gold_start).all() and (end == gold_end).all()):
+        raise RuntimeError(f"the Trainer's {len(gold_start)} validation windows do not match, in order, the "
+                           f"{len(start)} rebuilt from the config (an evaluation sampler that reorders?)")
+    return np.arange(len(start), dtype=np.int64)
 
 
 def trainer_metrics(cfg: RunConfig, label_names: list[str]) -> Any:
     """``compute_metrics``: EM and F1 on the validation split after post-processing.
 
     The Trainer passes only logits and gold positions. The windows' offsets are rebuilt here from the config (data
-    loading and splitting are deterministic), once, at the first evaluation; the order of the rows is matched to the
-    windows with the gold positions as a check.
+    loading and splitting are deterministic), once, at the first evaluation; the rows arrive in window order, which
+    the gold positions check.
     """
     cache: dict[str, Any] = {}
 
@@ -403,7 +384,7 @@ def trainer_metrics(cfg: RunConfig, label_names: list[str]) -> Any:
             frame = load_split_frames(cfg, need_train=True)[0]["validation"]
             cache.update(frame=frame, feats=featurize(frame, tokenizer, cfg))
         feats = cache["feats"]
-        order = align(feats, eval_pred.label_ids, cfg)
+        order = align(feats, eval_pred.label_ids)
         width = np.asarray(eval_pred.predictions[0]).shape[1]
         start = np.full((len(order), width), -1e4)
         end = np.full((len(order), width), -1e4)
