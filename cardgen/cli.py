@@ -148,17 +148,28 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("-t", "--template", type=click.Path(dir_okay=False, path_type=Path),
-              help="A Jinja template to render instead of the built-in one (rendered in a sandbox).")
+              help="A Jinja template to render (sandboxed). Default: the run's card.template, else the built-in one.")
+@click.option("--builtin", is_flag=True, help="Render the built-in template even if the run used its own.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the card (default: RUN_DIR/README.md).")
 @handle_errors
-def card(run_dir: Path, template: Path | None, output: Path | None) -> None:
+def card(run_dir: Path, template: Path | None, builtin: bool, output: Path | None) -> None:
     """Re-render the model card from RUN_DIR/run.json alone (no torch, no re-training)."""
     from cardgen.card import write_card
     from cardgen.console import print_text
+    from cardgen.errors import ConfigError, TemplateError
     from cardgen.record import load_record
 
+    if builtin and template:
+        raise ConfigError("--template and --builtin exclude each other", "pass one of them")
     record = load_record(run_dir)
+    if template is None and not builtin:
+        used = (record.config.get("card") or {}).get("template")
+        if used:
+            template = Path(used)
+            if not template.is_file():
+                raise TemplateError(f"the run was rendered with template {template}, which no longer exists",
+                                    "pass --template PATH, or --builtin for the built-in card")
     target = output or (run_dir / "README.md")
     write_card(record, target, template=template)
     print_text(f"Wrote {target}")

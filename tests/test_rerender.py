@@ -64,6 +64,25 @@ def frames(train: list[tuple[str, int]], test: list[tuple[str, int]]) -> dict[st
             for name, rows in (("train", train), ("test", test))}
 
 
+def test_rerender_uses_the_runs_own_template(run_copy: Path, tmp_path: Path) -> None:
+    template = tmp_path / "mine.md.j2"
+    template.write_text("# {{ model_name }} by my template\n")
+    record = load_record(run_copy)
+    record.config["card"]["template"] = str(template)
+    save_record(record, run_copy / "run.json")
+    card = run_copy / "README.md"
+    card.unlink()
+    assert CliRunner().invoke(cli, ["card", str(run_copy)]).exit_code == 0
+    assert "by my template" in card.read_text()
+    assert CliRunner().invoke(cli, ["card", str(run_copy), "--builtin", "-o", str(tmp_path / "b.md")]).exit_code == 0
+    assert "by my template" not in (tmp_path / "b.md").read_text()
+    template.unlink()  # gone: one clear line, the card untouched
+    before = card.read_text()
+    result = CliRunner().invoke(cli, ["card", str(run_copy)])
+    assert result.exit_code == 2 and "no longer exists" in result.output and "--builtin" in result.output
+    assert card.read_text() == before
+
+
 def test_data_report_counts_duplicates_and_overlap() -> None:
     report = data_report(frames(
         train=[("Good film", 1), ("good  film", 1), ("Bad film", 0), ("Bad film", 1), ("fine", 1), ("fine", 1)],
