@@ -329,29 +329,44 @@ def _signed(value: float) -> str:
 
 
 def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
-    """Base and fine-tuned numbers of the LM and QA tasks, both measured by the task on the same inputs."""
+    """Base and fine-tuned numbers of the LM and QA tasks, both measured by the task on the same inputs, with
+    intervals and p-values when the compare stage computed them (``cardgen.compare_scores``)."""
     base, ft = record.base_evaluation, record.evaluation
-    if base is None or ft is None or record.model.task == "text-classification" or record.comparison is not None:
+    if base is None or ft is None or record.model.task == "text-classification":
         return None
+    from cardgen.compare import format_interval, format_p
+
     meaningful = bool(base.extra.get("meaningful", True))
+    stats = {r.key: r for r in record.comparison.metrics} if record.comparison is not None else {}
     keys = [k for k in METRIC_NAMES if k in ft.metrics and k in base.metrics]
     keys += [k for k in ft.metrics if k in base.metrics and k not in keys]
     rows = []
     for key in keys:
         b, f = base.metrics[key], ft.metrics[key]
+        r = stats.get(key)
         rows.append({
             "name": METRIC_NAMES.get(key, key) + (" (lower is better)" if key in LOWER_IS_BETTER else ""),
-            "base": fmt(b) + ("" if meaningful else " (not meaningful)"),
-            "fine_tuned": fmt(f),
-            "delta": _signed(f - b) if meaningful and b is not None and f is not None else "—",
+            "base": (format_interval(r.base) if r else fmt(b)) + ("" if meaningful else " (not meaningful)"),
+            "fine_tuned": format_interval(r.fine_tuned) if r else fmt(f),
+            "delta": (format_interval(r.delta, signed=True) if r else _signed(f - b))
+            if meaningful and b is not None and f is not None else "—",
+            "p": format_p(r.p_value) if r and r.p_value is not None else "—",
         })
     same = None
     fp_base, fp_ft = base.extra.get("mask_fingerprint"), ft.extra.get("mask_fingerprint")
     if fp_base and fp_ft:
         same = (f"Both saw the same masked inputs (mask fingerprint `{fp_ft[:12]}`)." if fp_base == fp_ft
                 else "The two evaluations saw different masks: their perplexities are not comparable.")
+    c = record.comparison
+    intervals = None
+    if c is not None and stats:
+        test = next(iter(stats.values())).test
+        intervals = (f"{c.confidence * 100:g}% intervals in brackets, from a {c.interval_method} "
+                     f"({c.num_examples} documents, {c.bootstrap_samples} resamples, seed {c.seed}; base, fine-tuned "
+                     f"and change use the same resampled documents); p-values from a {test} "
+                     f"({c.permutations} permutations, two-sided).")
     return {"split": ft.split, "n": ft.num_examples, "rows": rows, "meaningful": meaningful,
-            "note": base.extra.get("note"), "same_inputs": same}
+            "note": base.extra.get("note"), "same_inputs": same, "intervals": intervals}
 
 
 def _generations(record: RunRecord) -> dict[str, Any] | None:
@@ -443,7 +458,8 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "git_commit": env.git_commit,
         "stage_seconds": [(k, fmt(v, 1)) for k, v in record.stage_seconds.items()],
         "warnings": record.warnings,
-        "comparison": comparison_context(record.comparison, base_id) if record.comparison else None,
+        "comparison": comparison_context(record.comparison, base_id)
+        if record.comparison and record.comparison.task == "text-classification" else None,
         "evaluation_note": _evaluation_note(record),
         "data_note": _data_note(record),
         "base_vs_finetuned": _base_vs_finetuned(record),

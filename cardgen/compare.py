@@ -59,7 +59,8 @@ def compare_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Prepared
     """The run's comparison stage: evaluate the base model on the run's test examples and compare.
 
     Fills ``record.base_evaluation`` and ``record.comparison``. Does nothing when there was no training (the
-    documented checkpoint is its own base) and, for now, for tasks other than text classification.
+    documented checkpoint is its own base). For the LM and QA tasks the base was evaluated by the task before
+    training; this stage adds intervals and paired tests from both evaluations' per-document scores.
 
     Args:
         cfg: The run's config; ``cfg.model`` is the base checkpoint, ``cfg.compare`` the statistics settings.
@@ -72,7 +73,7 @@ def compare_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Prepared
     if record.training is None or record.evaluation is None:
         return
     if task.NAME != "text-classification":
-        progress.note(f"comparison with the base model is not implemented for {task.NAME} yet")
+        _score_stage(cfg, task, record, progress)
         return
     start = time.perf_counter()
     ev = record.evaluation
@@ -98,6 +99,25 @@ def compare_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Prepared
         n_resamples=c.bootstrap_samples, confidence=c.confidence, seed=c.seed, probe=probe,
         max_length=data.record.max_length,
     )
+    record.comparison.seconds = round(time.perf_counter() - start, 2)
+
+
+def _score_stage(cfg: RunConfig, task: Any, record: RunRecord, progress: Progress) -> None:
+    """LM and QA tasks: intervals and paired tests from the per-document scores both evaluations kept."""
+    from cardgen.compare_scores import score_comparison, supports
+
+    base, ev = record.base_evaluation, record.evaluation
+    if base is None or ev is None or not supports(task.NAME):
+        return
+    if not base.extra.get("meaningful", True):
+        progress.note("the base model's head is newly initialised: its numbers are shown as not meaningful, "
+                      "without intervals or a significance test")
+        return
+    start = time.perf_counter()
+    c = cfg.compare
+    record.comparison = score_comparison(task.NAME, base, ev, base_model=cfg.model.name_or_path,
+                                         fine_tuned_model=_run_name(cfg), n_resamples=c.bootstrap_samples,
+                                         confidence=c.confidence, seed=c.seed)
     record.comparison.seconds = round(time.perf_counter() - start, 2)
 
 

@@ -643,6 +643,39 @@ def perplexity_paired_test(
     return _paired(stat, [], [na, ta], [nb, tb], n, n_resamples, n_perm, confidence, seed)
 
 
+def paired_ratio_test(
+    num_a: Any,
+    den_a: Any,
+    num_b: Any,
+    den_b: Any,
+    transform: Callable[[np.ndarray], np.ndarray] = lambda x: x,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> PairedTestResult:
+    """Paired comparison of ``transform(sum num / sum den)`` between two models scored on the same documents.
+
+    Covers every corpus-level metric that is a ratio of per-document sums: perplexity (NLL / tokens, ``np.exp``),
+    bits per byte (NLL / bytes, divided by ln 2), a mean score (scores / ones). ``delta`` is B minus A; its interval
+    is a paired bootstrap over documents, its p-value a paired permutation test (each document's two
+    (numerator, denominator) pairs swapped with probability 1/2), ``n_resamples`` of each.
+
+    Returns:
+        ``PairedTestResult``; unpacks as ``delta, low, high, p_value``.
+    """
+    _check_resampling(n_resamples, confidence)
+    (na, da, nb, db), n = _as_arrays(*(np.asarray(x, dtype=float) for x in (num_a, den_a, num_b, den_b)))
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.asarray(transform(num.sum(axis=-1) / den.sum(axis=-1)), dtype=float)
+
+    def stat(_: tuple[np.ndarray, ...], sa: tuple[np.ndarray, ...], sb: tuple[np.ndarray, ...]) -> np.ndarray:
+        return ratio(*sb) - ratio(*sa)
+
+    return _paired(stat, [], [na, da], [nb, db], n, n_resamples, n_resamples, confidence, seed)
+
+
 # ------------------------------------------------------------------------------------------------ flips
 
 

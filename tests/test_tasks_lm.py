@@ -199,6 +199,17 @@ def test_causal_run_record_and_card(causal_run: Path) -> None:
     assert "## Base model vs fine-tuned" in text and "## Sample generations" in text
     assert "| Prompt | Base | Fine-tuned |" in text and "sliding window of 32 tokens" in text
     assert (causal_run / "model.safetensors").is_file()
+    # the base-vs-fine-tuned table carries paired intervals and p-values computed from the per-text NLLs
+    comparison = record.comparison
+    assert comparison is not None and comparison.task == "causal-lm" and comparison.num_examples == len(ev.losses)
+    ppl = next(r for r in comparison.metrics if r.key == "perplexity")
+    assert ppl.base[0] == pytest.approx(base.metrics["perplexity"])
+    assert ppl.fine_tuned[0] == pytest.approx(ev.metrics["perplexity"])
+    assert ppl.delta[0] < 0 and ppl.p_value is not None
+    assert "| Metric | Base | Fine-tuned | Change | p-value |" in text and "paired permutation" in text
+    from cardgen.compare import format_interval
+
+    assert f"| {format_interval(ppl.fine_tuned)} | {format_interval(ppl.delta, signed=True)} |" in text
 
 
 def test_causal_epoch_perplexity_is_the_final_method(causal_run: Path) -> None:
@@ -361,6 +372,7 @@ def test_mlm_run_flags_new_head_and_keeps_masks(mlm_run: Path) -> None:
     text = (mlm_run / "README.md").read_text()
     assert "The base numbers are not meaningful" in text and "(not meaningful)" in text
     assert "Both saw the same masked inputs" in text
+    assert record.comparison is None and "p-value" not in text  # no significance test against a random head
 
 
 def test_mlm_epoch_perplexity_is_the_final_method(mlm_run: Path) -> None:
