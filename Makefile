@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help setup data demo test test-fast lint bench clean
+.PHONY: help setup data demo examples test test-fast lint bench clean
 
 help:
 	@echo "make demo       set up, prepare the VADER data and run examples/sentiment.yaml -> runs/sentiment"
+	@echo "make examples   the causal-LM, masked-LM and QA examples -> runs/{causal_lm,masked_lm,qa}"
 	@echo "make test       set up and run every test (fast and slow) on CPU"
 	@echo "make test-fast  only the fast tests"
 	@echo "make lint       ruff and mypy"
@@ -29,11 +30,18 @@ setup: $(BIN)/cardgen
 data/vader/test.jsonl: scripts/prepare_vader.py | $(BIN)/cardgen
 	$(BIN)/python scripts/prepare_vader.py --out data/vader
 
-data: data/vader/test.jsonl
+data/qa/test.jsonl: scripts/make_qa_data.py | $(BIN)/cardgen
+	$(BIN)/python scripts/make_qa_data.py --out data/qa
+
+data: data/vader/test.jsonl data/qa/test.jsonl
 
 demo: setup data
 	$(BIN)/cardgen run examples/sentiment.yaml --output runs/sentiment --overwrite
 	@echo "The card: runs/sentiment/README.md"
+
+examples: setup data
+	for ex in causal_lm masked_lm qa; do $(BIN)/cardgen run examples/$$ex.yaml --output runs/$$ex --overwrite || exit 1; done
+	@echo "The cards: runs/causal_lm/README.md runs/masked_lm/README.md runs/qa/README.md"
 
 test: setup data
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)

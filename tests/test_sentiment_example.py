@@ -54,7 +54,12 @@ def test_sentiment_example_card_sections(sentiment_run: tuple[Path, float]) -> N
     assert record.status == "completed" and record.training is not None
     assert "## Training results" in text and "## Framework versions and hardware" in text
     assert record.data.splits["test"].num_examples == 2000
-    if record.comparison is not None:
-        assert "## Comparison with the base model" in text
-    if record.benchmark is not None:
-        assert "## Speed and size" in text
+    # the example compares with the base (a linear probe: MiniLM has no sentiment head) and benchmarks both
+    assert record.comparison is not None and record.comparison.method == "linear-probe"
+    assert "## Comparison with the base model" in text
+    assert record.benchmark is not None and "## Speed and size" in text
+    speed = text.split("## Speed and size", 1)[1].split("<!-- cardgen:end speed -->", 1)[0]
+    assert set(record.benchmark.models) == {"base", "fine-tuned"}
+    for name, model in record.benchmark.models.items():
+        assert {b.batch_size for b in model.batches} == {1, 32}, name
+        assert f"| {model.name} | 32 |" in speed and f"| {model.name} | 1 |" in speed
