@@ -20,7 +20,7 @@ import numpy as np
 
 from cardgen.record import Comparison, EvaluationRecord, MetricComparison
 
-PERMUTATION_TEST = "paired permutation over documents"
+PERMUTATION_TEST = "paired permutation test over documents"
 INTERVAL_METHOD = "percentile bootstrap over documents"
 
 
