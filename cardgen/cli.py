@@ -219,7 +219,8 @@ def push(run_dir: Path, repo_id: str, create_pr: bool, private: bool, revision: 
 @click.argument("fine_tuned", metavar="FT")
 @click.option("--data", required=True, metavar="FILE_OR_DATASET",
               help="Evaluation data: a csv/tsv/json/jsonl/parquet file, or a Hub dataset (or saved dataset dir).")
-@click.option("--task", default="text-classification", show_default=True, help="The task of both models.")
+@click.option("--task", default="text-classification", show_default=True,
+              help="The task of both models: text-classification, causal-lm, masked-lm or question-answering.")
 @click.option("--split", default="test", show_default=True, help="The split to evaluate on.")
 @click.option("--text-column", default="text", show_default=True, help="Column with the input text.")
 @click.option("--label-column", default="label", show_default=True, help="Column with the gold label.")
@@ -246,8 +247,10 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     """Evaluate BASE and FT on exactly the same examples and compare them: each metric with its confidence
     interval, the delta with its own interval, and a paired significance test.
 
-    When BASE has no trained head for the labels (an encoder), the base is a linear probe on its frozen
-    features, fitted on --train.
+    Text classification: when BASE has no trained head for the labels (an encoder), the base is a linear probe
+    on its frozen features, fitted on --train; accuracy gets an exact McNemar test. Causal LM, masked LM and QA
+    (--task): both models are evaluated by the task on the same documents (windows, masks and QA settings from
+    FT's run.json when FT is a `cardgen run` output) with intervals and permutation tests over documents.
     """
     import json
 
@@ -265,17 +268,20 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
                             label_column=label_column, label_names=names, max_length=max_length, train=train_file,
                             dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap,
                             confidence=confidence, seed=seed, progress=RichProgress(quiet=quiet))
-    how = "linear probe on frozen features" if result.method == "linear-probe" else "zero-shot"
+    how = {"linear-probe": "linear probe on frozen features", "zero-shot": "zero-shot"}.get(
+        result.method, "evaluated as it is")
     print_text(f"Base {display_model(result.base_model)} ({how}) vs fine-tuned {display_model(fine_tuned)}: "
-               f"{result.num_examples} {result.split} examples, max length {result.max_length}")
+               f"{result.num_examples} {result.split} {'examples' if result.probe or result.per_class else 'documents'}"
+               f", max length {result.max_length}")
     ci = f"{result.confidence * 100:g}% CI"
     print_table(f"Base vs fine-tuned ({ci}, {result.bootstrap_samples} bootstrap resamples, seed {result.seed})",
                 ["Metric", f"base [{ci}]", f"fine-tuned [{ci}]", f"delta [{ci}]", "p-value", "test"],
                 [tuple(escape(cell) for cell in row) for row in table_rows(result)])
-    print_table("Per class", ["Class", "Metric", f"base [{ci}]", f"fine-tuned [{ci}]", f"delta [{ci}]"],
-                [(escape(r.label or ""), r.name, format_interval(r.base), format_interval(r.fine_tuned),
-                  format_interval(r.delta, signed=True)) for r in result.per_class])
-    print_text(f"Flips: {result.wrong_to_right} wrong -> right, {result.right_to_wrong} right -> wrong")
+    if result.task == "text-classification":
+        print_table("Per class", ["Class", "Metric", f"base [{ci}]", f"fine-tuned [{ci}]", f"delta [{ci}]"],
+                    [(escape(r.label or ""), r.name, format_interval(r.base), format_interval(r.fine_tuned),
+                      format_interval(r.delta, signed=True)) for r in result.per_class])
+        print_text(f"Flips: {result.wrong_to_right} wrong -> right, {result.right_to_wrong} right -> wrong")
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(to_dict(result), indent=2, ensure_ascii=False) + "\n")
         print_text(f"Wrote {json_out}")

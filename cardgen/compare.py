@@ -147,7 +147,9 @@ def compare(
         base: The base checkpoint (directory, Hub id or ``pkg:`` path).
         fine_tuned: The fine-tuned checkpoint, e.g. the output directory of ``cardgen run``.
         data: A data file (csv, tsv, json, jsonl, parquet) or a Hub dataset / saved dataset directory.
-        task: Only ``text-classification`` so far.
+        task: ``text-classification`` (probe or zero-shot base, McNemar, flips), or ``causal-lm``, ``masked-lm``,
+            ``question-answering`` (both evaluated by the task; intervals and permutation tests over documents;
+            the ``lm``/``qa`` settings come from FT's run.json when it has one).
         split: The split to evaluate on (for a file, only its name in the results).
         text_column: Column with the input text.
         label_column: Column with the gold label.
@@ -194,8 +196,6 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
 
     start = time.perf_counter()
     task = TASK_ALIASES.get(task, task)
-    if task != "text-classification":
-        raise ConfigError(f"--task {task!r} is not supported by compare yet", "use --task text-classification")
     _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
     fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
     recorded_length, recorded_batch = _recorded_settings(fine_tuned)
@@ -216,6 +216,17 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
         if not Path(train).expanduser().is_file():
             raise DataError(f"training file {train} does not exist", "check --train")
         data_section["train"] = train
+    if task != "text-classification":
+        from cardgen.compare_scores import compare_checkpoints
+
+        for key in ("label_column", "label_names"):
+            data_section.pop(key, None)
+        comparison = compare_checkpoints(base, fine_tuned, data_section, task=task, split=split,
+                                         batch_size=batch_size, sections=_recorded_sections(fine_tuned, task),
+                                         n_resamples=bootstrap_samples, confidence=confidence, seed=seed,
+                                         progress=progress)
+        comparison.seconds = round(time.perf_counter() - start, 2)
+        return comparison
     cfg = load_config(data={
         "model": {"name_or_path": base}, "task": task, "data": data_section, "training": None,
         "evaluation": {"split": "test", "batch_size": batch_size},
@@ -320,6 +331,21 @@ def _recorded_settings(path: str) -> tuple[int | None, int | None]:
     batch_size = ((raw.get("config") or {}).get("evaluation") or {}).get("batch_size")
     return (max_length if isinstance(max_length, int) else None,
             batch_size if isinstance(batch_size, int) else None)
+
+
+def _recorded_sections(path: str, task: str) -> dict[str, Any]:
+    """The ``lm`` / ``qa`` sections of a `cardgen run` output directory of the same task: windows, stride, masks
+    and QA settings, so both checkpoints are evaluated as that run evaluated them."""
+    import json
+
+    run_json = Path(path).expanduser() / "run.json"
+    try:
+        config = json.loads(run_json.read_text(encoding="utf-8")).get("config") or {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return {}
+    if config.get("task") != task:
+        return {}
+    return {key: config[key] for key in ("lm", "qa") if isinstance(config.get(key), dict)}
 
 
 def _is_backbone_only(key: str) -> bool:
@@ -733,6 +759,11 @@ def render_markdown(comparison: Comparison, base_name: str | None = None) -> str
     from cardgen.card import _environment, templates_dir
 
     env = _environment([templates_dir()])
+    if comparison.task != "text-classification":
+        from cardgen.compare_scores import markdown_context
+
+        return str(env.get_template("partials/score_comparison.md.j2").render(
+            comparison=markdown_context(comparison)))
     text = env.get_template("partials/comparison.md.j2").render(comparison=comparison_context(comparison, base_name))
     return str(text)
 

@@ -66,7 +66,8 @@ def supports(task: str) -> bool:
 
 
 def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRecord, *, base_model: str,
-                     fine_tuned_model: str, n_resamples: int, confidence: float, seed: int) -> Comparison:
+                     fine_tuned_model: str, n_resamples: int, confidence: float, seed: int,
+                     keys: tuple[str, ...] | None = None) -> Comparison:
     """Intervals and paired tests of every per-document metric the two evaluations share.
 
     Args:
@@ -78,6 +79,7 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
         n_resamples: Bootstrap resamples and permutations.
         confidence: Coverage of the intervals.
         seed: Seed of the resampling.
+        keys: Only these metrics (default: all the two evaluations share).
 
     Raises:
         ValueError: If the two evaluations did not score the same documents.
@@ -86,7 +88,7 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
 
     series_b, series_f = SERIES[task](base), SERIES[task](fine_tuned)
     rows = []
-    for key in (k for k in NAMES if k in series_b and k in series_f):
+    for key in (k for k in NAMES if k in series_b and k in series_f and (keys is None or k in keys)):
         (num_b, den_b, transform), (num_f, den_f, _) = series_b[key], series_f[key]
         if len(num_b) != len(num_f):
             raise ValueError(f"base and fine-tuned scored {len(num_b)} and {len(num_f)} documents")
@@ -109,3 +111,88 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
         interval_method=INTERVAL_METHOD, metrics=rows, tests={r.key: PERMUTATION_TEST for r in rows},
         summary=summary,
     )
+
+
+HEADS = {"causal-lm": "language-modelling head", "masked-lm": "MLM head", "question-answering": "QA head"}
+
+
+def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any], *, task: str, split: str,
+                        batch_size: int, sections: dict[str, Any], n_resamples: int, confidence: float, seed: int,
+                        progress: Any) -> Comparison:
+    """``cardgen compare`` for the LM and QA tasks: both checkpoints evaluated by the task on the same documents.
+
+    Args:
+        base: The base checkpoint.
+        fine_tuned: The fine-tuned checkpoint (a `cardgen run` output directory brings its lm/qa settings).
+        data_section: The ``data`` config section (test file or Hub dataset, columns, max length).
+        task: "causal-lm", "masked-lm" or "question-answering".
+        split: The split's name in the results.
+        batch_size: Windows or examples per forward pass.
+        sections: ``lm`` / ``qa`` config sections to evaluate with (FT's recorded ones).
+        n_resamples: Bootstrap resamples and permutations.
+        confidence: Coverage of the intervals.
+        seed: Seed of the resampling.
+        progress: Where to report progress.
+
+    Raises:
+        ModelError: If a checkpoint lacks the task's trained head (its numbers would describe random weights),
+            or, for masked LM, the two tokenizers differ (different masks: perplexities not comparable).
+    """
+    import dataclasses
+
+    from cardgen.config import load_config
+    from cardgen.errors import ModelError
+    from cardgen.models import load_tokenizer, pick_device, resolve_source
+    from cardgen.tasks import get_task
+
+    cfg = load_config(data={"model": {"name_or_path": base}, "task": task, "data": data_section, "training": None,
+                            "evaluation": {"split": "test", "batch_size": batch_size},
+                            "benchmark": {"enabled": False}, **sections})
+    ft_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=fine_tuned))
+    tasks = get_task(task)
+    base_tok = load_tokenizer(cfg.model, *resolve_source(cfg.model))
+    ft_tok = load_tokenizer(ft_cfg.model, *resolve_source(ft_cfg.model))
+    same_vocab = base_tok.get_vocab() == ft_tok.get_vocab()
+    if task == "masked-lm" and not same_vocab:
+        raise ModelError("the two checkpoints have different vocabularies, so they cannot see the same masked "
+                         "tokens and their masked-LM perplexities are not comparable",
+                         "compare checkpoints that share a tokenizer")
+    frame = tasks.prepare_data(cfg, ft_tok, False, None).frames["test"]
+    device = pick_device()
+    evaluations = {}
+    for name, run_cfg, tokenizer in (("base", cfg, base_tok), ("fine-tuned", ft_cfg, ft_tok)):
+        loaded = tasks.load_model(run_cfg, [], tokenizer=tokenizer)
+        if loaded.newly_initialized:  # checked before any evaluation of this model
+            fresh = loaded.newly_initialized
+            shown = ", ".join(fresh[:3]) + (" ..." if len(fresh) > 3 else "")
+            raise ModelError(f"{run_cfg.model.name_or_path} has no trained {HEADS[task]} (transformers initialised "
+                             f"{len(fresh)} weights fresh: {shown}), so its numbers would describe random weights",
+                             f"compare checkpoints that have a trained {HEADS[task]}")
+        loaded.model.to(device)
+        evaluations[name] = tasks.evaluate(loaded, frame, run_cfg, [], name, split, progress)
+        del loaded
+    keys = None if same_vocab or task != "causal-lm" else ("bits_per_byte",)
+    comparison = score_comparison(task, evaluations["base"], evaluations["fine-tuned"], base_model=base,
+                                  fine_tuned_model=fine_tuned, n_resamples=n_resamples, confidence=confidence,
+                                  seed=seed, keys=keys)
+    comparison.max_length = data_section.get("max_length")
+    comparison.base_evaluation = evaluations["base"]
+    comparison.fine_tuned_evaluation = evaluations["fine-tuned"]
+    return comparison
+
+
+def markdown_context(comparison: Comparison) -> dict[str, Any]:
+    """What ``partials/score_comparison.md.j2`` prints: every number rounded, every text escaped."""
+    from cardgen.card import md_escape
+    from cardgen.compare import display_model, format_interval, format_p
+
+    c = comparison
+    lower = {"perplexity", "loss", "bits_per_byte"}
+    rows = [{"name": md_escape(r.name + (" (lower is better)" if r.key in lower else "")),
+             "base": format_interval(r.base), "fine_tuned": format_interval(r.fine_tuned),
+             "delta": format_interval(r.delta, signed=True), "p": format_p(r.p_value)} for r in c.metrics]
+    return {"base_model": md_escape(display_model(c.base_model)),
+            "fine_tuned_model": md_escape(display_model(c.fine_tuned_model)), "n": c.num_examples,
+            "split": md_escape(c.split), "confidence": f"{c.confidence * 100:g}%", "rows": rows,
+            "interval_method": c.interval_method, "bootstrap_samples": c.bootstrap_samples, "seed": c.seed,
+            "test": PERMUTATION_TEST, "permutations": c.permutations}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -424,3 +425,45 @@ def test_causal_no_training_documents_the_checkpoint(tiny_gpt2: Path, lm_data: P
     text = (out / "README.md").read_text()
     assert "| Prompt | Model |" in text and "## Base model vs fine-tuned" not in text
     assert "No training" in text and not (out / "model.safetensors").exists()
+
+
+def test_cli_compare_causal_lm_reproduces_the_runs_comparison(causal_run: Path, tiny_gpt2: Path, lm_data: Path,
+                                                              tmp_path: Path) -> None:
+    """`cardgen compare --task causal-lm` evaluates both checkpoints with the run's windows and gets its numbers."""
+    from click.testing import CliRunner
+
+    from cardgen.cli import cli
+    from cardgen.record import load_record
+
+    out_json, out_md = tmp_path / "c.json", tmp_path / "c.md"
+    result = CliRunner().invoke(cli, ["compare", str(tiny_gpt2), str(causal_run), "--task", "causal-lm",
+                                      "--data", str(lm_data / "test.jsonl"), "--batch-size", "8", "-q",
+                                      "--json", str(out_json), "--markdown", str(out_md)])
+    assert result.exit_code == 0, result.output
+    record = load_record(causal_run)
+    assert record.comparison is not None
+    ran = {r.key: r for r in record.comparison.metrics}
+    got = {r["key"]: r for r in json.loads(out_json.read_text())["metrics"]}
+    assert set(got) == {"perplexity", "loss", "bits_per_byte"}
+    for key, row in ran.items():  # same windows (stride 16 from run.json), same documents, same resamples
+        assert got[key]["base"] == pytest.approx(row.base, rel=1e-5)
+        assert got[key]["fine_tuned"] == pytest.approx(row.fine_tuned, rel=1e-5)
+        assert got[key]["p_value"] == pytest.approx(row.p_value)
+    assert "Perplexi" in result.output and "Bits per" in result.output  # the table (wrapped to the width)
+    md = out_md.read_text()
+    assert "| Perplexity (lower is better) |" in md and "documents" in md
+
+
+def test_cli_compare_refuses_a_base_with_a_random_head(mlm_run: Path, lm_data: Path) -> None:
+    from click.testing import CliRunner
+
+    from cardgen.cli import cli
+    from cardgen.record import load_record
+
+    base = load_record(mlm_run).config["model"]["name_or_path"]  # the encoder saved without an MLM head
+    result = CliRunner().invoke(cli, ["compare", base, str(mlm_run), "--task", "masked-lm",
+                                      "--data", str(lm_data / "test.jsonl")])
+    assert result.exit_code == 2 and result.output.startswith("Error: ") and "no trained MLM head" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Masked-LM perplexity" not in result.output  # refused before evaluating anything
+    assert "Traceback" not in result.output

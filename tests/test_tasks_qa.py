@@ -259,3 +259,22 @@ def test_doc_stride_must_fit_the_window(tiny_bert: Path, tmp_path: Path) -> None
     cfg = qa_config(tiny_bert, tmp_path / "d", tmp_path / "out", qa={"doc_stride": 32})
     with pytest.raises(ConfigError, match="doc_stride"):
         run(load_config(data=cfg))
+
+
+def test_cli_compare_question_answering(qa_run: Path, tmp_path: Path) -> None:
+    """`cardgen compare --task question-answering`: FT's qa settings from run.json, the test EM/F1 of the run."""
+    from click.testing import CliRunner
+
+    from cardgen.cli import cli
+    from cardgen.record import load_record
+
+    record = load_record(qa_run)
+    assert record.evaluation is not None
+    out = tmp_path / "c.json"
+    result = CliRunner().invoke(cli, ["compare", str(qa_run), str(qa_run), "--task", "question-answering",
+                                      "--data", record.config["data"]["test"], "-q", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {r["key"]: r for r in json.loads(out.read_text())["metrics"]}
+    assert rows["exact_match"]["fine_tuned"][0] == pytest.approx(record.evaluation.metrics["exact_match"])
+    assert rows["f1"]["fine_tuned"][0] == pytest.approx(record.evaluation.metrics["f1"])
+    assert rows["f1"]["delta"] == [0.0, 0.0, 0.0] and rows["f1"]["p_value"] == 1.0  # a model against itself
