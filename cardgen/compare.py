@@ -188,7 +188,7 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
              label_names: Sequence[str] | None, max_length: int | None, train: str | None,
              dataset_config: str | None, batch_size: int | None, bootstrap_samples: int, confidence: float, seed: int,
              probe_max_train: int, progress: Progress) -> Comparison:
-    from cardgen.config import TASK_ALIASES, load_config, package_path
+    from cardgen.config import TASK_ALIASES, TASKS, load_config, package_path
     from cardgen.models import load_tokenizer, pick_device, resolve_source
     from cardgen.pipeline import _auto_config
     from cardgen.tasks import get_task
@@ -196,6 +196,12 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
 
     start = time.perf_counter()
     task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        import difflib
+
+        close = difflib.get_close_matches(task, TASKS, n=1, cutoff=0.5)
+        raise ConfigError(f"--task must be one of {', '.join(TASKS)} (got {task!r})",
+                          f"did you mean --task {close[0]}?" if close else "pass one of them")
     _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
     fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
     recorded_length, recorded_batch = _recorded_settings(fine_tuned)
