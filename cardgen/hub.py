@@ -22,10 +22,11 @@ import difflib
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +39,9 @@ T = TypeVar("T")
 
 # Seconds to wait before each retry of a transient failure; its length bounds the number of retries.
 RETRY_WAITS_S: tuple[float, ...] = (1.0, 2.0, 4.0)
+# huggingface_hub's shared HTTP client waits forever for an answer; a push gives up on a request after this long
+# (CARDGEN_HUB_TIMEOUT overrides it, in seconds) and retries it like any transient failure.
+HUB_TIMEOUT_S = 120.0
 _TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
 
 CARD_FILES = ("README.md", "run.json")
@@ -171,10 +175,12 @@ def push(
     token = _resolve_token(token)
     if token is None and not dry_run:
         raise HubError("no Hugging Face token found", _LOGIN_HINT)
+    seconds = _timeout_seconds()
     try:
-        return _push(output_dir, repo_id, token=token, create_pr=create_pr, private=private, revision=revision,
-                     with_model=with_model, commit_message=commit_message, dry_run=dry_run, overwrite=overwrite,
-                     endpoint=endpoint, progress=progress)
+        with _request_timeout(seconds):
+            return _push(output_dir, repo_id, token=token, create_pr=create_pr, private=private, revision=revision,
+                         with_model=with_model, commit_message=commit_message, dry_run=dry_run, overwrite=overwrite,
+                         endpoint=endpoint, progress=progress)
     except CardgenError as exc:
         raise _scrub(exc, token) from None
     except Exception as exc:
@@ -469,6 +475,39 @@ def _retry(call: Callable[[], T], what: str, progress: Progress,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _timeout_seconds() -> float:
+    raw = os.environ.get("CARDGEN_HUB_TIMEOUT")
+    if raw is None:
+        return HUB_TIMEOUT_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise HubError(f"CARDGEN_HUB_TIMEOUT must be a number of seconds > 0 (got {raw!r})",
+                       "unset it for the default of 120 s")
+    return seconds
+
+
+@contextlib.contextmanager
+def _request_timeout(seconds: float) -> Iterator[None]:
+    """Give every request of huggingface_hub's shared client ``seconds`` to answer (10 s at most to connect),
+    and put its own setting back afterwards."""
+    try:
+        import httpx2
+        from huggingface_hub import get_session
+    except ImportError:  # pragma: no cover - huggingface_hub<3 ships with httpx2
+        yield
+        return
+    session = get_session()
+    before = session.timeout
+    session.timeout = httpx2.Timeout(seconds, connect=min(seconds, 10.0))
+    try:
+        yield
+    finally:
+        session.timeout = before
+
+
 def _check_landed(landed: Callable[[], Any] | None) -> Any:
     if landed is None:
         return None
@@ -554,6 +593,10 @@ def _to_hub_error(exc: Exception, repo_id: str, endpoint: str | None) -> HubErro
         transport = (httpx2.TransportError,)
     except ImportError:  # pragma: no cover
         pass
+    if transport and isinstance(exc, httpx2.TimeoutException):
+        return HubError(f"the Hub at {where} did not answer within {_timeout_seconds():g} s ({type(exc).__name__}, "
+                        "retried with backoff); nothing was committed",
+                        "try again later, or allow longer with CARDGEN_HUB_TIMEOUT=SECONDS")
     if isinstance(exc, (*transport, ConnectionError, json.JSONDecodeError)):
         return HubError(f"cannot reach the Hub at {where} ({type(exc).__name__}); nothing was committed",
                         "check the network and HF_ENDPOINT, then run the push again")

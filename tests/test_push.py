@@ -424,6 +424,41 @@ def test_slow_answers_still_succeed(hub: HubServer, run_dir: Path) -> None:
     assert hub.commit_count(REPO) == 2
 
 
+def test_a_hung_hub_times_out_and_is_retried(hub: HubServer, run_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub's client would wait forever; cardgen gives each request CARDGEN_HUB_TIMEOUT seconds."""
+    from huggingface_hub import get_session
+
+    from cardgen.console import NullProgress
+
+    class Notes(NullProgress):
+        def __init__(self) -> None:
+            self.notes: list[str] = []
+
+        def note(self, message: str) -> None:
+            self.notes.append(message)
+
+    hub.create_repo(REPO)
+    monkeypatch.setenv("CARDGEN_HUB_TIMEOUT", "0.5")
+    before = get_session().timeout
+    stuck = hub.fail("POST", r"/commit/", mode="slow", delay=3, times=1)  # the first commit answers after 3 s
+    notes = Notes()
+    lib_push(hub, run_dir, progress=notes)
+    # cardgen stopped waiting after 0.5 s and retried; the commit landed exactly once
+    assert stuck.hits == 1 and any("ReadTimeout" in n and "retrying" in n for n in notes.notes), notes.notes
+    assert hub.commit_count(REPO) == 2  # the repo's first commit and ours, once
+    assert get_session().timeout == before  # the shared client's own setting is put back
+    # a Hub that never answers ends in one line that names the timeout (the error the last attempt raised)
+    import httpx2
+
+    error = cardgen.hub._to_hub_error(httpx2.ReadTimeout("timed out"), REPO, hub.url)
+    assert "did not answer within 0.5 s" in error.message and "nothing was committed" in error.message
+    assert "CARDGEN_HUB_TIMEOUT" in (error.hint or "")
+    monkeypatch.setenv("CARDGEN_HUB_TIMEOUT", "soon")
+    with pytest.raises(HubError, match="CARDGEN_HUB_TIMEOUT must be a number"):
+        lib_push(hub, run_dir)
+
+
 def test_hub_unreachable(run_dir: Path) -> None:
     with pytest.raises(HubError, match="cannot reach the Hub at http://127.0.0.1:9") as info:
         push(run_dir, REPO, token=TOKEN, endpoint="http://127.0.0.1:9")
