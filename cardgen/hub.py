@@ -262,6 +262,8 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
 
     contents: dict[str, bytes] = {path: src.read_bytes() for path, src in local.items()}
     contents["README.md"] = card.encode("utf-8")
+    if "run.json" in contents:
+        contents["run.json"] = public_run_json(contents["run.json"], output_dir)
     oids = {path: _git_blob_id(data) for path, data in contents.items()}
     files = tuple(
         PushedFile(path, len(data), "new" if path not in remote.files
@@ -337,6 +339,55 @@ def _collect_files(output_dir: Path, with_model: bool) -> dict[str, Path]:
                            f"(found: {found})", hint)
         files.update(model)
     return files
+
+
+def public_run_json(raw: bytes, output_dir: Path) -> bytes:
+    """run.json as published: local absolute paths (data files, model directory, output and checkpoint
+    directories) shortened so they do not reveal the machine's directory layout or user name.
+
+    A path inside the run directory becomes relative to it, one under the working directory relative to that,
+    one under the home directory ``~/...``, one in an installed package ``site-packages/...``, any other
+    ``.../parent/name`` (keys too: data fingerprints are keyed by file). Only strings naming an existing path (or one in an existing directory) are touched, so
+    texts that merely start with "/" stay as they are. The local run.json keeps the full paths.
+    """
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw  # not ours to fix: pushed as it is
+    roots = [(output_dir.resolve(), "."), (Path.cwd().resolve(), "."), (Path.home().resolve(), "~")]
+
+    def shorten(value: str) -> str:
+        if not value.startswith("/") or "\n" in value or len(value) > 4096:
+            return value
+        path = Path(value)
+        try:
+            if not (path.exists() or path.parent.is_dir()):
+                return value
+            path = path.resolve()
+        except (OSError, ValueError):
+            return value
+        if len(path.parts) < 3:  # "/" or "/tmp": nothing to hide
+            return value
+        if "site-packages" in path.parts:
+            return "/".join(path.parts[path.parts.index("site-packages"):])
+        for root, label in roots:
+            if path == root:
+                return label
+            if path.is_relative_to(root):
+                rel = path.relative_to(root).as_posix()
+                return rel if label == "." else f"{label}/{rel}"
+        return ".../" + "/".join(path.parts[-2:])
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return shorten(value)
+        if isinstance(value, dict):
+            return {shorten(key): walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return value
+
+    return (json.dumps(walk(record), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _card_to_push(local_card: str, remote_card: str | None, overwrite: bool, repo_id: str) -> str:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -441,9 +442,11 @@ def test_a_hung_hub_times_out_and_is_retried(hub: HubServer, run_dir: Path,
     hub.create_repo(REPO)
     monkeypatch.setenv("CARDGEN_HUB_TIMEOUT", "0.5")
     before = get_session().timeout
-    stuck = hub.fail("POST", r"/commit/", mode="slow", delay=3, times=1)  # the first commit answers after 3 s
+    stuck = hub.fail("POST", r"/commit/", mode="slow", delay=1.5, times=1)  # the first commit answers late
     notes = Notes()
+    start = time.monotonic()
     lib_push(hub, run_dir, progress=notes)
+    time.sleep(max(0.0, start + 1.5 + 0.5 - time.monotonic()))  # the server finishes the late request in this test
     # cardgen stopped waiting after 0.5 s and retried; the commit landed exactly once
     assert stuck.hits == 1 and any("ReadTimeout" in n and "retrying" in n for n in notes.notes), notes.notes
     assert hub.commit_count(REPO) == 2  # the repo's first commit and ours, once
@@ -457,6 +460,35 @@ def test_a_hung_hub_times_out_and_is_retried(hub: HubServer, run_dir: Path,
     monkeypatch.setenv("CARDGEN_HUB_TIMEOUT", "soon")
     with pytest.raises(HubError, match="CARDGEN_HUB_TIMEOUT must be a number"):
         lib_push(hub, run_dir)
+
+
+def test_pushed_run_json_hides_local_paths(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The published run.json names files the way the card does, not by the machine's absolute paths."""
+    project = tmp_path / "home" / "alice" / "project"
+    data = project / "data" / "train.jsonl"
+    data.parent.mkdir(parents=True)
+    data.write_text("{}\n")
+    run = make_run_dir(project / "runs" / "r1")
+    (run / "checkpoints").mkdir()
+    elsewhere = tmp_path / "scratch" / "cache" / "model"
+    elsewhere.mkdir(parents=True)
+    record = {"config": {"data": {"train": str(data)}, "output": {"dir": str(run)},
+                         "model": {"name_or_path": str(elsewhere)}},
+              "data": {"files": {str(data): "sha256"}}, "checkpoints": str(run / "checkpoints"),
+              "texts": ["/r/movies was right about this one", "/"]}
+    (run / "run.json").write_text(json.dumps(record, indent=2))
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(tmp_path / "home" / "alice"))
+    lib_push(hub, run)
+    pushed = hub.files(REPO)["run.json"].decode()
+    assert str(tmp_path) not in pushed
+    published = json.loads(pushed)
+    assert published["config"]["data"]["train"] == "data/train.jsonl"
+    assert published["data"]["files"] == {"data/train.jsonl": "sha256"}
+    assert published["config"]["output"]["dir"] == "." and published["checkpoints"] == "checkpoints"
+    assert published["config"]["model"]["name_or_path"] == ".../cache/model"
+    assert published["texts"] == record["texts"]  # text that only looks like a path is left alone
+    assert json.loads((run / "run.json").read_text()) == record  # the local record keeps full paths
 
 
 def test_hub_unreachable(run_dir: Path) -> None:
