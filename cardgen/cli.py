@@ -101,12 +101,16 @@ def cli(debug: bool) -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--allow-pickle", is_flag=True,
               help="Load a checkpoint that has only pickle weights (pytorch_model.bin): only from a source you trust.")
-@click.option("--push-to", metavar="NS/NAME", help="Publish the card to this Hub repo when the run ends.")
+@click.option("--push-to", metavar="NS/NAME", help="Publish the card to this Hub repo when the run ends "
+              "(repo id and token are checked before the run starts).")
+@click.option("--push-model", is_flag=True, help="With --push-to: also upload the model (safetensors, config, "
+              "tokenizer) in the same commit.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (for CI).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
 def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, overwrite: bool,
-        resume: bool, allow_pickle: bool, push_to: str | None, as_json: bool, quiet: bool) -> None:
+        resume: bool, allow_pickle: bool, push_to: str | None, push_model: bool, as_json: bool,
+        quiet: bool) -> None:
     """Fine-tune (or only load) a checkpoint, evaluate it, compare it with its base model, benchmark both,
     and write run.json, config.yaml and README.md (the model card) into the output directory.
 
@@ -114,6 +118,7 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     """
     from cardgen.config import load_config
     from cardgen.console import RichProgress, print_json, print_text
+    from cardgen.errors import ConfigError
     from cardgen.pipeline import run as run_pipeline
     from cardgen.pipeline import summary
 
@@ -127,6 +132,15 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if allow_pickle:
         extra.append("model.allow_pickle=true")
     cfg = load_config(config, extra)
+    if push_model and not push_to:
+        raise ConfigError("--push-model needs --push-to NS/NAME", "add --push-to, or drop --push-model")
+    if push_model and not cfg.output.save_model:
+        raise ConfigError("--push-model needs the model saved, but output.save_model is false",
+                          "drop --set output.save_model=false, or drop --push-model")
+    if push_to:
+        from cardgen.hub import check_push_target
+
+        check_push_target(push_to)  # fail now, not after hours of training
     quiet_libraries()
     from cardgen.pipeline import is_main_process
 
@@ -138,7 +152,7 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if push_to:
         from cardgen.hub import push
 
-        push(result.output_dir, repo_id=push_to, progress=progress)
+        push(result.output_dir, repo_id=push_to, with_model=push_model, progress=progress)
     if as_json:
         print_json(summary(result))
     else:

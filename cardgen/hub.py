@@ -187,6 +187,17 @@ def push(
         raise _scrub(_to_hub_error(exc, repo_id, endpoint), token) from exc
 
 
+def check_push_target(repo_id: str, token: str | None = None) -> None:
+    """Before a long run that ends with a push: the repo id is well formed and a token is there.
+
+    Raises:
+        HubError: A malformed repo id, or no token (``--token``, ``HF_TOKEN`` or the login cache).
+    """
+    _check_repo_id(repo_id, "--push-to")
+    if _resolve_token(token) is None:
+        raise HubError("no Hugging Face token found, so the push at the end of the run would fail", _LOGIN_HINT)
+
+
 def lint_card_metadata(metadata: dict[str, Any]) -> list[str]:
     """Problems the Hub would reject in a card's metadata: nulls anywhere, missing model-index fields.
 
@@ -673,10 +684,10 @@ def _resolve_token(token: str | None) -> str | None:
     return get_token()
 
 
-def _check_repo_id(repo_id: str) -> None:
+def _check_repo_id(repo_id: str, flag: str = "--repo-id") -> None:
     if not _REPO_ID_RE.match(repo_id or "") or "--" in repo_id or ".." in repo_id or repo_id.endswith(".git"):
-        raise HubError(f"--repo-id must look like NAMESPACE/NAME (letters, digits, '-', '_', '.'), got {repo_id!r}",
-                       "for example --repo-id your-name/sentiment-minilm")
+        raise HubError(f"{flag} must look like NAMESPACE/NAME (letters, digits, '-', '_', '.'), got {repo_id!r}",
+                       f"for example {flag} your-name/sentiment-minilm")
 
 
 def _null_paths(value: Any, path: str) -> list[str]:

@@ -639,3 +639,26 @@ def test_real_run_card_round_trips_and_keeps_human_edits(hub: HubServer, tmp_pat
     final = hub_card(hub)
     assert "Use it for tiny sentiment demos only." in final and todo not in final
     assert "# tiny-sentiment v2\n" in final
+
+
+def test_run_checks_the_push_target_before_training(hub: HubServer, tmp_path: Path, make_config: Any) -> None:
+    """`cardgen run --push-to` refuses a bad repo id or a missing token before anything is trained or written."""
+    config = make_config()
+    out = tmp_path / "out"
+    bad = cli(hub, tmp_path, "run", str(config), "--push-to", "not a repo")
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: --push-to must look like NAMESPACE/NAME")
+    no_token = cli(hub, tmp_path, "run", str(config), "--push-to", REPO, token=None)
+    assert no_token.returncode == 2 and "no Hugging Face token found" in no_token.stderr
+    lonely = cli(hub, tmp_path, "run", str(config), "--push-model")
+    assert lonely.returncode == 2 and "--push-model needs --push-to" in lonely.stderr
+    assert not out.exists() and hub.requests == []  # nothing trained, written or sent
+
+
+@pytest.mark.slow  # a real (tiny) run and its push with the model, in a subprocess
+def test_run_push_to_with_the_model(hub: HubServer, tmp_path: Path, make_config: Any) -> None:
+    config = make_config(training={"num_epochs": 1}, benchmark={"enabled": False})
+    proc = cli(hub, tmp_path, "run", str(config), "--push-to", REPO, "--push-model")
+    assert proc.returncode == 0, proc.stderr
+    pushed = hub.files(REPO)
+    assert {"README.md", "run.json", "model.safetensors", "config.json"} <= set(pushed)
+    assert str(tmp_path) not in pushed["run.json"].decode()
