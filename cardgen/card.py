@@ -334,7 +334,7 @@ def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
     base, ft = record.base_evaluation, record.evaluation
     if base is None or ft is None or record.model.task == "text-classification":
         return None
-    from cardgen.compare import format_interval, format_p
+    from cardgen.compare_report import format_interval, format_p
 
     meaningful = bool(base.extra.get("meaningful", True))
     stats = {r.key: r for r in record.comparison.metrics} if record.comparison is not None else {}
@@ -397,7 +397,7 @@ def _speed(record: RunRecord) -> dict[str, Any] | None:
 
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
-    from cardgen.compare import comparison_context
+    from cardgen.compare_report import comparison_context
 
     card_cfg = record.config.get("card", {})
     env = record.environment

@@ -271,7 +271,7 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     from rich.markup import escape
 
     from cardgen.compare import compare as compare_models
-    from cardgen.compare import display_model, format_interval, render_markdown, table_rows
+    from cardgen.compare_report import display_model, format_interval, render_markdown, table_rows
     from cardgen.console import RichProgress, print_table, print_text
     from cardgen.io import atomic_write_text
     from cardgen.record import to_dict

@@ -184,7 +184,7 @@ def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any]
 def markdown_context(comparison: Comparison) -> dict[str, Any]:
     """What ``partials/score_comparison.md.j2`` prints: every number rounded, every text escaped."""
     from cardgen.card import md_escape
-    from cardgen.compare import display_model, format_interval, format_p
+    from cardgen.compare_report import display_model, format_interval, format_p
 
     c = comparison
     lower = {"perplexity", "loss", "bits_per_byte"}
