@@ -203,7 +203,8 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
                           f"did you mean --task {close[0]}?" if close else "pass one of them")
     _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
     fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
-    recorded_length, recorded_batch = _recorded_settings(fine_tuned)
+    recorded = _recorded_run(fine_tuned)
+    recorded_length, recorded_batch = _recorded_settings(recorded)
     max_length = max_length or recorded_length or 128
     batch_size = batch_size or recorded_batch or 32
     data_section: dict[str, Any] = {"text_column": text_column, "label_column": label_column,
@@ -227,7 +228,7 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
         for key in ("label_column", "label_names"):
             data_section.pop(key, None)
         comparison = compare_checkpoints(base, fine_tuned, data_section, task=task, split=split,
-                                         batch_size=batch_size, sections=_recorded_sections(fine_tuned, task),
+                                         batch_size=batch_size, sections=_recorded_sections(recorded, task),
                                          n_resamples=bootstrap_samples, confidence=confidence, seed=seed,
                                          progress=progress)
         comparison.seconds = round(time.perf_counter() - start, 2)
@@ -315,40 +316,34 @@ def _check_settings(bootstrap_samples: int, confidence: float, batch_size: int |
         raise ConfigError(f"--max-length must be >= 8 (got {max_length})")
 
 
-def _recorded_settings(path: str) -> tuple[int | None, int | None]:
-    """(truncation length, evaluation batch size) of a `cardgen run` output directory, so compare matches it.
+def _recorded_run(path: str) -> dict[str, Any]:
+    """run.json of a `cardgen run` output directory, or {} when ``path`` is not one (or the file is unreadable)."""
+    import json
+
+    try:
+        raw = json.loads((Path(path).expanduser() / "run.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _recorded_settings(run: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(truncation length, evaluation batch size) of the run, so compare matches it.
 
     The batch size matters only in the last bits (padding widths change the float arithmetic), but matching it
     makes `cardgen compare` reproduce the run's comparison exactly.
     """
-    import json
-
-    run_json = Path(path).expanduser() / "run.json"
-    if not run_json.is_file():
-        return None, None
-    try:
-        raw = json.loads(run_json.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None, None
-    if not isinstance(raw, dict):
-        return None, None
-    max_length = (raw.get("data") or {}).get("max_length")
-    batch_size = ((raw.get("config") or {}).get("evaluation") or {}).get("batch_size")
+    max_length = (run.get("data") or {}).get("max_length")
+    batch_size = ((run.get("config") or {}).get("evaluation") or {}).get("batch_size")
     return (max_length if isinstance(max_length, int) else None,
             batch_size if isinstance(batch_size, int) else None)
 
 
-def _recorded_sections(path: str, task: str) -> dict[str, Any]:
-    """The ``lm`` / ``qa`` sections of a `cardgen run` output directory of the same task: windows, stride, masks
-    and QA settings, so both checkpoints are evaluated as that run evaluated them."""
-    import json
-
-    run_json = Path(path).expanduser() / "run.json"
-    try:
-        config = json.loads(run_json.read_text(encoding="utf-8")).get("config") or {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return {}
-    if config.get("task") != task:
+def _recorded_sections(run: dict[str, Any], task: str) -> dict[str, Any]:
+    """The run's ``lm`` / ``qa`` sections when it had the same task: windows, stride, masks and QA settings, so both
+    checkpoints are evaluated as that run evaluated them."""
+    config = run.get("config") or {}
+    if not isinstance(config, dict) or config.get("task") != task:
         return {}
     return {key: config[key] for key in ("lm", "qa") if isinstance(config.get(key), dict)}
 

@@ -24,14 +24,6 @@ PERMUTATION_TEST = "paired permutation test over documents"
 INTERVAL_METHOD = "percentile bootstrap over documents"
 
 
-def _ratio(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
-    def stat(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return transform(num.sum(axis=-1) / den.sum(axis=-1))
-
-    return stat
-
-
 Series = dict[str, tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 
 
@@ -56,8 +48,7 @@ def _qa_series(ev: EvaluationRecord) -> Series:
 
 
 SERIES = {"causal-lm": _lm_series, "masked-lm": _lm_series, "question-answering": _qa_series}
-NAMES = {"perplexity": "Perplexity", "loss": "Loss", "bits_per_byte": "Bits per byte", "exact_match": "Exact match",
-         "f1": "F1"}
+ORDER = ("perplexity", "loss", "bits_per_byte", "exact_match", "f1")  # rows of the comparison, in this order
 
 
 def supports(task: str) -> bool:
@@ -84,21 +75,22 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
     Raises:
         ValueError: If the two evaluations did not score the same documents.
     """
-    from cardgen.metrics import bootstrap_ci, paired_ratio_test
+    from cardgen.card import METRIC_NAMES
+    from cardgen.metrics import bootstrap_ci, paired_ratio_test, ratio_of_sums
 
     series_b, series_f = SERIES[task](base), SERIES[task](fine_tuned)
     rows = []
-    for key in (k for k in NAMES if k in series_b and k in series_f and (keys is None or k in keys)):
+    for key in (k for k in ORDER if k in series_b and k in series_f and (keys is None or k in keys)):
         (num_b, den_b, transform), (num_f, den_f, _) = series_b[key], series_f[key]
         if len(num_b) != len(num_f):
             raise ValueError(f"base and fine-tuned scored {len(num_b)} and {len(num_f)} documents")
-        stat = _ratio(transform)
+        stat = ratio_of_sums(transform)
         ci_b = bootstrap_ci(stat, num_b, den_b, n_resamples=n_resamples, confidence=confidence, seed=seed)
         ci_f = bootstrap_ci(stat, num_f, den_f, n_resamples=n_resamples, confidence=confidence, seed=seed)
         test = paired_ratio_test(num_b, den_b, num_f, den_f, transform, n_resamples=n_resamples, seed=seed,
                                  confidence=confidence)
         rows.append(MetricComparison(
-            key=key, name=NAMES[key], base=[ci_b.point, ci_b.low, ci_b.high],
+            key=key, name=METRIC_NAMES[key], base=[ci_b.point, ci_b.low, ci_b.high],
             fine_tuned=[ci_f.point, ci_f.low, ci_f.high], delta=[test.delta, test.low, test.high],
             p_value=test.p_value, test=PERMUTATION_TEST,
         ))
@@ -144,6 +136,7 @@ def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any]
     from cardgen.errors import ModelError
     from cardgen.models import load_tokenizer, pick_device, resolve_source
     from cardgen.tasks import get_task
+    from cardgen.tasks.causal_lm import fresh_weights
 
     cfg = load_config(data={"model": {"name_or_path": base}, "task": task, "data": data_section, "training": None,
                             "evaluation": {"split": "test", "batch_size": batch_size},
@@ -163,10 +156,9 @@ def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any]
     for name, run_cfg, tokenizer in (("base", cfg, base_tok), ("fine-tuned", ft_cfg, ft_tok)):
         loaded = tasks.load_model(run_cfg, [], tokenizer=tokenizer)
         if loaded.newly_initialized:  # checked before any evaluation of this model
-            fresh = loaded.newly_initialized
-            shown = ", ".join(fresh[:3]) + (" ..." if len(fresh) > 3 else "")
             raise ModelError(f"{run_cfg.model.name_or_path} has no trained {HEADS[task]} (transformers initialised "
-                             f"{len(fresh)} weights fresh: {shown}), so its numbers would describe random weights",
+                             f"{len(loaded.newly_initialized)} weights fresh: {fresh_weights(loaded)}), so its "
+                             "numbers would describe random weights",
                              f"compare checkpoints that have a trained {HEADS[task]}")
         loaded.model.to(device)
         evaluations[name] = tasks.evaluate(loaded, frame, run_cfg, [], name, split, progress)
@@ -183,12 +175,11 @@ def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any]
 
 def markdown_context(comparison: Comparison) -> dict[str, Any]:
     """What ``partials/score_comparison.md.j2`` prints: every number rounded, every text escaped."""
-    from cardgen.card import md_escape
+    from cardgen.card import LOWER_IS_BETTER, md_escape
     from cardgen.compare_report import display_model, format_interval, format_p
 
     c = comparison
-    lower = {"perplexity", "loss", "bits_per_byte"}
-    rows = [{"name": md_escape(r.name + (" (lower is better)" if r.key in lower else "")),
+    rows = [{"name": md_escape(r.name + (" (lower is better)" if r.key in LOWER_IS_BETTER else "")),
              "base": format_interval(r.base), "fine_tuned": format_interval(r.fine_tuned),
              "delta": format_interval(r.delta, signed=True), "p": format_p(r.p_value)} for r in c.metrics]
     return {"base_model": md_escape(display_model(c.base_model)),

@@ -184,7 +184,7 @@ def push(
     except CardgenError as exc:
         raise _scrub(exc, token) from None
     except Exception as exc:
-        raise _scrub(_to_hub_error(exc, repo_id, endpoint), token) from exc
+        raise _scrub(_to_hub_error(exc, repo_id, endpoint, seconds), token) from exc
 
 
 def check_push_target(repo_id: str, token: str | None = None) -> None:
@@ -612,7 +612,7 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _to_hub_error(exc: Exception, repo_id: str, endpoint: str | None) -> HubError:
+def _to_hub_error(exc: Exception, repo_id: str, endpoint: str | None, timeout_s: float = HUB_TIMEOUT_S) -> HubError:
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -656,7 +656,7 @@ def _to_hub_error(exc: Exception, repo_id: str, endpoint: str | None) -> HubErro
     except ImportError:  # pragma: no cover
         pass
     if transport and isinstance(exc, httpx2.TimeoutException):
-        return HubError(f"the Hub at {where} did not answer within {_timeout_seconds():g} s ({type(exc).__name__}, "
+        return HubError(f"the Hub at {where} did not answer within {timeout_s:g} s ({type(exc).__name__}, "
                         "retried with backoff); nothing was committed",
                         "try again later, or allow longer with CARDGEN_HUB_TIMEOUT=SECONDS")
     if isinstance(exc, (*transport, ConnectionError, json.JSONDecodeError)):

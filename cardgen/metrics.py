@@ -562,9 +562,21 @@ def perplexity_from_nll(nll_sum_per_doc: Any, tokens_per_doc: Any) -> float:
     return float(np.exp(nll.sum() / total))
 
 
-def _batched_perplexity(nll: np.ndarray, tok: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.exp(nll.sum(axis=-1) / tok.sum(axis=-1))
+def ratio_of_sums(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Batched corpus statistic ``transform(sum num / sum den)`` over the last axis (rows of a bootstrap draw).
+
+    Perplexity is ``ratio_of_sums(np.exp)`` of (NLL, tokens); bits per byte divides (NLL / bytes) by ln 2; a mean
+    score is the identity of (scores, ones).
+    """
+
+    def stat(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.asarray(transform(num.sum(axis=-1) / den.sum(axis=-1)), dtype=float)
+
+    return stat
+
+
+_batched_perplexity = ratio_of_sums(np.exp)
 
 
 def perplexity_bootstrap(
@@ -626,21 +638,11 @@ def perplexity_paired_test(
     Returns:
         ``PairedTestResult``; unpacks as ``delta, low, high, p_value``.
     """
-    _check_resampling(n_resamples, confidence)
-    n_perm = n_resamples if n_permutations is None else n_permutations
-    if n_perm < 1:
-        raise ValueError(f"n_permutations must be >= 1 (got {n_perm})")
     tok_b_in = tokens_per_doc if tokens_b is None else tokens_b
     perplexity_from_nll(nll_a, tokens_per_doc)
     perplexity_from_nll(nll_b, tok_b_in)
-    (na, nb, ta, tb), n = _as_arrays(
-        *(np.asarray(x, dtype=float) for x in (nll_a, nll_b, tokens_per_doc, tok_b_in))
-    )
-
-    def stat(_: tuple[np.ndarray, ...], sa: tuple[np.ndarray, ...], sb: tuple[np.ndarray, ...]) -> np.ndarray:
-        return _batched_perplexity(*sb) - _batched_perplexity(*sa)
-
-    return _paired(stat, [], [na, ta], [nb, tb], n, n_resamples, n_perm, confidence, seed)
+    return paired_ratio_test(nll_a, tokens_per_doc, nll_b, tok_b_in, np.exp, n_resamples=n_resamples, seed=seed,
+                             confidence=confidence, n_permutations=n_permutations)
 
 
 def paired_ratio_test(
@@ -652,28 +654,29 @@ def paired_ratio_test(
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    n_permutations: int | None = None,
 ) -> PairedTestResult:
     """Paired comparison of ``transform(sum num / sum den)`` between two models scored on the same documents.
 
-    Covers every corpus-level metric that is a ratio of per-document sums: perplexity (NLL / tokens, ``np.exp``),
-    bits per byte (NLL / bytes, divided by ln 2), a mean score (scores / ones). ``delta`` is B minus A; its interval
-    is a paired bootstrap over documents, its p-value a paired permutation test (each document's two
-    (numerator, denominator) pairs swapped with probability 1/2), ``n_resamples`` of each.
+    Covers every corpus-level metric that is a ratio of per-document sums (see :func:`ratio_of_sums`). ``delta`` is
+    B minus A; its interval is a paired bootstrap over documents, its p-value a paired permutation test (each
+    document's two (numerator, denominator) pairs swapped with probability 1/2), ``n_permutations`` of them
+    (default ``n_resamples``).
 
     Returns:
         ``PairedTestResult``; unpacks as ``delta, low, high, p_value``.
     """
     _check_resampling(n_resamples, confidence)
+    n_perm = n_resamples if n_permutations is None else n_permutations
+    if n_perm < 1:
+        raise ValueError(f"n_permutations must be >= 1 (got {n_perm})")
     (na, da, nb, db), n = _as_arrays(*(np.asarray(x, dtype=float) for x in (num_a, den_a, num_b, den_b)))
-
-    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.asarray(transform(num.sum(axis=-1) / den.sum(axis=-1)), dtype=float)
+    ratio = ratio_of_sums(transform)
 
     def stat(_: tuple[np.ndarray, ...], sa: tuple[np.ndarray, ...], sb: tuple[np.ndarray, ...]) -> np.ndarray:
         return ratio(*sb) - ratio(*sa)
 
-    return _paired(stat, [], [na, da], [nb, db], n, n_resamples, n_resamples, confidence, seed)
+    return _paired(stat, [], [na, da], [nb, db], n, n_resamples, n_perm, confidence, seed)
 
 
 # ------------------------------------------------------------------------------------------------ flips

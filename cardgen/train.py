@@ -285,6 +285,7 @@ def _trainer_class() -> Any:
     import torch
     from transformers import Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+    from transformers.trainer_utils import has_length
 
     class EpochSeededLengthGroupedSampler(LengthGroupedSampler):  # type: ignore[misc]
         def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
@@ -312,7 +313,7 @@ def _trainer_class() -> Any:
             # compute_metrics the rows shuffled. Evaluation keeps the dataset's order (sequential on one process;
             # accelerate's even shards, gathered back in order, on several), so per-example metrics (QA spans)
             # line up with their examples.
-            if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            if eval_dataset is None or not has_length(eval_dataset):
                 return None
             if self.args.world_size <= 1:
                 return torch.utils.data.SequentialSampler(eval_dataset)

@@ -454,7 +454,7 @@ def test_a_hung_hub_times_out_and_is_retried(hub: HubServer, run_dir: Path,
     # a Hub that never answers ends in one line that names the timeout (the error the last attempt raised)
     import httpx2
 
-    error = cardgen.hub._to_hub_error(httpx2.ReadTimeout("timed out"), REPO, hub.url)
+    error = cardgen.hub._to_hub_error(httpx2.ReadTimeout("timed out"), REPO, hub.url, cardgen.hub._timeout_seconds())
     assert "did not answer within 0.5 s" in error.message and "nothing was committed" in error.message
     assert "CARDGEN_HUB_TIMEOUT" in (error.hint or "")
     monkeypatch.setenv("CARDGEN_HUB_TIMEOUT", "soon")

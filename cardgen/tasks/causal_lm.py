@@ -407,11 +407,17 @@ def evaluate(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, label_nam
     )
 
 
+def fresh_weights(loaded: LoadedModel) -> str:
+    """The first weights transformers initialised fresh, for messages: "a, b, c ..."."""
+    fresh = loaded.newly_initialized
+    return ", ".join(fresh[:3]) + (" ..." if len(fresh) > 3 else "")
+
+
 def base_caveat(loaded: LoadedModel, head: str) -> str | None:
     """Why the base model's numbers mean nothing, when transformers initialised part of it fresh."""
     if not loaded.newly_initialized:
         return None
-    shown = ", ".join(loaded.newly_initialized[:3]) + (" ..." if len(loaded.newly_initialized) > 3 else "")
+    shown = fresh_weights(loaded)
     return (f"the base checkpoint has no trained {head} ({len(loaded.newly_initialized)} weights newly initialised: "
             f"{shown}), so they describe a randomly initialised {head}")
 

@@ -355,16 +355,14 @@ def _golds(frame: pd.DataFrame) -> list[list[str]]:
     return [list(a["text"]) for a in frame["answers"]]
 
 
-def align(feats: Features, label_ids: Any) -> np.ndarray:
-    """The window index of each prediction row: cardgen's Trainer evaluates in dataset order (see
-    ``train._trainer_class``); the gold positions the Trainer passes back prove it, so a reordering sampler can never
-    pair one question's logits with another's context."""
+def check_window_order(feats: Features, label_ids: Any) -> None:
+    """cardgen's Trainer evaluates in dataset order (see ``train._trainer_class``); the gold positions the Trainer
+    passes back prove it, so a reordering sampler can never pair one question's logits with another's context."""
     gold_start, gold_end = (np.asarray(x).reshape(-1) for x in label_ids[:2])
     start, end = np.asarray(feats.start_positions), np.asarray(feats.end_positions)
     if len(gold_start) != len(start) or not ((start == gold_start).all() and (end == gold_end).all()):
         raise RuntimeError(f"the Trainer's {len(gold_start)} validation windows do not match, in order, the "
                            f"{len(start)} rebuilt from the config (an evaluation sampler that reorders?)")
-    return np.arange(len(start), dtype=np.int64)
 
 
 def trainer_metrics(cfg: RunConfig, label_names: list[str]) -> Any:
@@ -384,11 +382,8 @@ def trainer_metrics(cfg: RunConfig, label_names: list[str]) -> Any:
             frame = load_split_frames(cfg, need_train=True)[0]["validation"]
             cache.update(frame=frame, feats=featurize(frame, tokenizer, cfg))
         feats = cache["feats"]
-        order = align(feats, eval_pred.label_ids)
-        width = np.asarray(eval_pred.predictions[0]).shape[1]
-        start = np.full((len(order), width), -1e4)
-        end = np.full((len(order), width), -1e4)
-        start[order], end[order] = eval_pred.predictions[0], eval_pred.predictions[1]
+        check_window_order(feats, eval_pred.label_ids)
+        start, end = (np.asarray(x, dtype=np.float64) for x in eval_pred.predictions[:2])
         answers = best_answers(cache["frame"], feats, start, end, cfg)
         return squad_metrics(answers, _golds(cache["frame"]))
 
