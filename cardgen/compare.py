@@ -441,8 +441,8 @@ def linear_probe(model_cfg: ModelConfig, cfg: RunConfig, tokenizer: Any, train_f
     from transformers import AutoModel
 
     from cardgen.data import subsample
-    from cardgen.metrics import classification_metrics
     from cardgen.models import load_pretrained
+    from cardgen.stats.metrics import classification_metrics
 
     if train_frame is None or len(train_frame) == 0:
         raise DataError("the linear-probe baseline needs training examples and there are none",
@@ -494,7 +494,7 @@ def linear_probe(model_cfg: ModelConfig, cfg: RunConfig, tokenizer: Any, train_f
 
 def _class_metric(kind: str, cls: int, num_labels: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Batched precision/recall/F1 of one class ((B, n) arrays -> (B,)), zero where undefined like sklearn."""
-    from cardgen.metrics import batched_confusion
+    from cardgen.stats.metrics import batched_confusion
 
     def fn(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         cm = batched_confusion(np.atleast_2d(labels), np.atleast_2d(predictions), num_labels)
@@ -566,15 +566,9 @@ def classification_comparison(
         probe: How the probe was fitted, when the base is a linear probe.
         max_length: The truncation length both models used.
     """
-    from cardgen.metrics import (
-        BOOTSTRAP_METHOD,
-        batched_accuracy,
-        bootstrap_ci,
-        classification_intervals,
-        flips,
-        mcnemar_exact,
-        paired_bootstrap_test,
-    )
+    from cardgen.stats.intervals import BOOTSTRAP_METHOD, bootstrap_ci, classification_intervals
+    from cardgen.stats.metrics import batched_accuracy
+    from cardgen.stats.paired import flips, mcnemar_exact, paired_bootstrap_test
 
     y = np.asarray(labels, dtype=np.int64)
     a = np.asarray(base_predictions, dtype=np.int64)

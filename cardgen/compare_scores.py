@@ -76,7 +76,9 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
         ValueError: If the two evaluations did not score the same documents.
     """
     from cardgen.card import METRIC_NAMES
-    from cardgen.metrics import bootstrap_ci, paired_ratio_test, ratio_of_sums
+    from cardgen.stats.intervals import bootstrap_ci
+    from cardgen.stats.metrics import ratio_of_sums
+    from cardgen.stats.paired import paired_ratio_test
 
     series_b, series_f = SERIES[task](base), SERIES[task](fine_tuned)
     rows = []

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cardgen.compare_scores import score_comparison
-from cardgen.metrics import perplexity_bootstrap, perplexity_from_nll
 from cardgen.record import Comparison, EvaluationRecord
+from cardgen.stats.intervals import perplexity_bootstrap
+from cardgen.stats.metrics import perplexity_from_nll
 
 
 def lm_eval(nll: np.ndarray, tokens: np.ndarray, nbytes: np.ndarray, name: str) -> EvaluationRecord:

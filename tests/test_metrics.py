@@ -11,23 +11,27 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from cardgen import metrics
-from cardgen.metrics import (
+from cardgen.stats import intervals as metrics
+from cardgen.stats.intervals import (
     ClassificationIntervals,
     Interval,
-    McNemarResult,
-    PairedTestResult,
+    bootstrap_ci,
+    classification_intervals,
+    perplexity_bootstrap,
+)
+from cardgen.stats.metrics import (
     batched_accuracy,
     batched_confusion,
     batched_f1_macro,
-    bootstrap_ci,
-    classification_intervals,
     classification_metrics,
+    perplexity_from_nll,
+)
+from cardgen.stats.paired import (
+    McNemarResult,
+    PairedTestResult,
     flips,
     mcnemar_exact,
     paired_bootstrap_test,
-    perplexity_bootstrap,
-    perplexity_from_nll,
     perplexity_paired_test,
 )
 

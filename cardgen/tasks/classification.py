@@ -22,9 +22,9 @@ from cardgen.data import (
     token_length_stats,
 )
 from cardgen.errors import DataError
-from cardgen.metrics import classification_metrics
 from cardgen.models import LoadedModel, load_pretrained
 from cardgen.record import EvaluationRecord
+from cardgen.stats.metrics import classification_metrics
 
 if TYPE_CHECKING:
     import pandas as pd

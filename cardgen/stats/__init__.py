@@ -1,0 +1,1 @@
+"""Statistics: point metrics, bootstrap intervals, paired tests (numpy/scipy only; no torch)."""
