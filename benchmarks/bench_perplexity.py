@@ -91,7 +91,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from cardgen.config import ModelConfig, package_path
+    from cardgen.config import ModelConfig
+    from cardgen.files import package_path
     from cardgen.models import load_pretrained
     from cardgen.tasks import causal_lm
 

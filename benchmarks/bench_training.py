@@ -68,9 +68,9 @@ def cardgen_config(data: Path, out: Path, epochs: float, seed: int) -> Any:
 
 def run_cardgen(data: Path, work: Path, epochs: float, seed: int) -> dict[str, Any]:
     """``cardgen run`` end to end; the overhead parts timed from the record it wrote."""
-    from cardgen.card import write_card
+    from cardgen.card.plots import write_plots
+    from cardgen.card.render import write_card
     from cardgen.pipeline import run
-    from cardgen.plots import write_plots
     from cardgen.record import save_record
 
     out = work / f"cardgen-{seed}"
@@ -111,7 +111,7 @@ def run_plain_trainer(data: Path, work: Path, epochs: float, seed: int) -> dict[
         TrainingArguments,
     )
 
-    from cardgen.config import package_path
+    from cardgen.files import package_path
     from cardgen.train import training_arguments
 
     cfg = cardgen_config(data, work / "unused", epochs, seed)
@@ -159,7 +159,7 @@ def main() -> None:
     require_data()
     from transformers import AutoTokenizer
 
-    from cardgen.config import package_path
+    from cardgen.files import package_path
     from cardgen.models import hf_quiet
 
     with tempfile.TemporaryDirectory(prefix="cardgen-bench-train-") as tmp:

@@ -50,8 +50,8 @@ def machine() -> dict[str, Any]:
     import torch
     import transformers
 
-    from cardgen import __version__
     from cardgen.environment import cpu_name
+    from cardgen.version import __version__
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {

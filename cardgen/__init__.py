@@ -7,22 +7,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from cardgen.version import __version__
 
 __all__ = ["__version__", "run", "compare", "render_card", "push", "CardgenCallback"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from cardgen.callback import CardgenCallback
-    from cardgen.card import render_card
-    from cardgen.compare import compare
-    from cardgen.hub import push
+    from cardgen.card.render import render_card
+    from cardgen.compare.checkpoints import compare
+    from cardgen.hub.push import push
     from cardgen.pipeline import run
 
 _LAZY = {
     "run": "cardgen.pipeline",
-    "compare": "cardgen.compare",
-    "render_card": "cardgen.card",
-    "push": "cardgen.hub",
+    "compare": "cardgen.compare.checkpoints",
+    "render_card": "cardgen.card.render",
+    "push": "cardgen.hub.push",
     "CardgenCallback": "cardgen.callback",
 }
 

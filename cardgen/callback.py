@@ -36,15 +36,10 @@ from cardgen.record import (
     SplitRecord,
     TrainingRecord,
 )
+from cardgen.tasks.catalog import TASK_BY_CLASS
 
 logger = logging.getLogger(__name__)
 
-TASK_BY_CLASS = (  # model class name fragment -> cardgen task
-    ("SequenceClassification", "text-classification"),
-    ("QuestionAnswering", "question-answering"),
-    ("MaskedLM", "masked-lm"),
-    ("CausalLM", "causal-lm"),
-)
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")
 _SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 MAX_ROWS_SCANNED = 500_000  # datasets larger than this get no token statistics or duplicate checks
@@ -158,10 +153,10 @@ class CardgenCallback(TrainerCallback):  # type: ignore[misc]
     def build_record(self, args: Any, state: Any, model: Any, tokenizer: Any, train_ds: Any,
                      eval_ds: Any) -> RunRecord:
         """The run record of a finished ``Trainer.train()`` from its arguments, state, model and datasets."""
-        from cardgen import __version__
-        from cardgen.card import PIPELINE_TAGS
         from cardgen.environment import collect_environment
-        from cardgen.models import count_parameters
+        from cardgen.models import num_parameters
+        from cardgen.tasks.catalog import PIPELINE_TAGS
+        from cardgen.version import __version__
 
         task = self.task or infer_task(model)
         label_names = _label_names(model) if task == "text-classification" else []
@@ -185,7 +180,7 @@ class CardgenCallback(TrainerCallback):  # type: ignore[misc]
             model=ModelRecord(
                 base_model=str(base), task=task, pipeline_tag=PIPELINE_TAGS.get(task, task),
                 architecture=type(model).__name__ if model is not None else "unknown",
-                num_parameters=count_parameters(model) if model is not None else 0, notes=notes,
+                num_parameters=num_parameters(model) if model is not None else 0, notes=notes,
             ),
             data=self._data_record(train_ds, eval_ds, tokenizer, label_names),
             training=training,
@@ -231,13 +226,13 @@ class CardgenCallback(TrainerCallback):  # type: ignore[misc]
         return self.output_dir if self.output_dir is not None else Path(args.output_dir)
 
     def _write(self, record: RunRecord, out_dir: Path) -> None:
-        from cardgen.card import write_card
+        from cardgen.card.render import write_card
         from cardgen.record import save_record
 
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             if self.plots:
-                from cardgen.plots import write_plots
+                from cardgen.card.plots import write_plots
 
                 write_plots(record, out_dir)
             save_record(record, out_dir / "run.json")

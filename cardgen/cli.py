@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from cardgen import __version__
-from cardgen.errors import CardgenError
+from cardgen.errors import CardgenError, ConfigError
+from cardgen.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,7 +138,7 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
         raise ConfigError("--push-model needs the model saved, but output.save_model is false",
                           "drop --set output.save_model=false, or drop --push-model")
     if push_to:
-        from cardgen.hub import check_push_target
+        from cardgen.hub.push import check_push_target
 
         check_push_target(push_to)  # fail now, not after hours of training
     quiet_libraries()
@@ -150,7 +150,7 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if not main_process:
         return
     if push_to:
-        from cardgen.hub import push
+        from cardgen.hub.push import push
 
         push(result.output_dir, repo_id=push_to, with_model=push_model, progress=progress)
     if as_json:
@@ -169,7 +169,7 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
 @handle_errors
 def card(run_dir: Path, template: Path | None, builtin: bool, output: Path | None) -> None:
     """Re-render the model card from RUN_DIR/run.json alone (no torch, no re-training)."""
-    from cardgen.card import write_card
+    from cardgen.card.render import write_card
     from cardgen.console import print_text
     from cardgen.errors import ConfigError, TemplateError
     from cardgen.record import load_record
@@ -209,7 +209,7 @@ def push(run_dir: Path, repo_id: str, create_pr: bool, private: bool, revision: 
     kept (unless --overwrite).
     """
     from cardgen.console import RichProgress, print_table, print_text
-    from cardgen.hub import push as push_to_hub
+    from cardgen.hub.push import push as push_to_hub
 
     result = push_to_hub(run_dir, repo_id, token=token, create_pr=create_pr, private=private, revision=revision,
                          with_model=with_model, commit_message=commit_message, dry_run=dry_run,
@@ -270,10 +270,12 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
 
     from rich.markup import escape
 
-    from cardgen.compare import compare as compare_models
-    from cardgen.compare_report import display_model, format_interval, render_markdown, table_rows
+    from cardgen.card.comparison import table_rows
+    from cardgen.card.format import display_model, format_interval
+    from cardgen.card.render import render_markdown
+    from cardgen.compare.checkpoints import compare as compare_models
     from cardgen.console import RichProgress, print_table, print_text
-    from cardgen.io import atomic_write_text
+    from cardgen.files import atomic_write_text
     from cardgen.record import to_dict
 
     names = [n.strip() for n in label_names.split(",") if n.strip()] if label_names else None
@@ -315,8 +317,8 @@ def lint(card_path: Path, strict: bool, as_json: bool) -> None:
 
     Exit 0 when the card passes (warnings are listed), 1 with the list of problems, 2 when CARD.md is missing.
     """
+    from cardgen.card.lint import lint_card
     from cardgen.console import print_json, print_text
-    from cardgen.lint import lint_card
 
     result = lint_card(card_path, strict=strict)
     if as_json:
@@ -353,8 +355,9 @@ def bench(checkpoint: str, base: str | None, batch_sizes: str, seq_len: str, pre
     --vs, measured in the same process in interleaved rounds. Causal LMs also get time to first token and
     decode speed.
     """
-    from cardgen.bench_report import cli_tables, describe, model_summary
-    from cardgen.bench_stage import bench_checkpoints, parse_number
+    from cardgen.bench.checkpoints import bench_checkpoints
+    from cardgen.card.speed import cli_tables, describe, model_summary
+    from cardgen.cli import parse_number
     from cardgen.console import print_json, print_table, print_text
     from cardgen.record import to_dict
 
@@ -373,6 +376,22 @@ def bench(checkpoint: str, base: str | None, batch_sizes: str, seq_len: str, pre
     for title, header, rows in cli_tables(record):
         print_table(title, header, rows)
     print_text(f"{about['hardware']}; {about['precision']}; {about['versions']}; load average {about['load_average']}")
+
+
+def parse_number(text: str | float, flag: str, *, integer: bool = False, minimum: float = 1) -> float:
+    """A command-line number: an integer (``integer``) or a finite float, at least ``minimum``.
+
+    Raises:
+        ConfigError: Anything else, naming ``flag``.
+    """
+    kind = "an integer" if integer else "a number"
+    try:
+        value = float(int(str(text).strip())) if integer else float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"`{flag}` must be {kind} >= {minimum:g} (got {text!r})", "see cardgen bench --help")
+    return value
 
 
 def main() -> None:

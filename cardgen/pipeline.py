@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cardgen import __version__
 from cardgen.config import RunConfig, dump_config
 from cardgen.console import NullProgress, Progress
 from cardgen.errors import ConfigError, OutputError, TemplateError
+from cardgen.models import auto_config
 from cardgen.record import ModelRecord, RunRecord, save_record
+from cardgen.version import __version__
 
 OUTPUT_FILES = ("run.json", "README.md", "config.yaml")
 
@@ -129,7 +130,7 @@ def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
                           "choose a directory with --output")
     if not _writable(probe):
         raise OutputError(f"output directory {path} is not writable", "choose a writable --output directory")
-    from cardgen.io import is_locked
+    from cardgen.files import is_locked
 
     if path.is_dir() and is_locked(path):
         raise OutputError(f"another cardgen run is writing to {path}",
@@ -186,7 +187,7 @@ def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) 
 
 def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
     from cardgen.environment import collect_environment
-    from cardgen.models import count_parameters, dir_size
+    from cardgen.models import num_parameters, weights_size_on_disk
     from cardgen.tasks import get_task
 
     main = is_main_process()
@@ -204,7 +205,7 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     from cardgen.models import load_tokenizer, resolve_source
 
     with timer("load", f"Loading {cfg.model.name_or_path}"):
-        model_config = _auto_config(cfg)  # also fails early on a path that is no checkpoint
+        model_config = auto_config(cfg)  # also fails early on a path that is no checkpoint
         directory, gguf = resolve_source(cfg.model)
         tokenizer = load_tokenizer(cfg.model, directory, gguf)
     with timer("data", "Preparing data"):
@@ -217,7 +218,7 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
             progress.note(f"warning: {warning}")
         _eval_split(cfg, data)  # a wrong evaluation.split must fail now, not after hours of training
     if cfg.card.template:
-        from cardgen.card import check_template
+        from cardgen.card.render import check_template
 
         check_template(cfg.card.template)  # a syntax error too
     with timer("load", f"Loading {cfg.model.name_or_path}"):
@@ -234,12 +235,12 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
         task=cfg.task,
         pipeline_tag=task.PIPELINE_TAG,
         architecture=type(loaded.model).__name__,
-        num_parameters=count_parameters(loaded.model),
+        num_parameters=num_parameters(loaded.model),
         revision=cfg.model.revision,
         gguf_file=gguf,
         newly_initialized=loaded.newly_initialized,
         trust_remote_code=cfg.model.trust_remote_code,
-        size_on_disk_bytes=dir_size(directory),
+        size_on_disk_bytes=weights_size_on_disk(directory),
     )
     record = RunRecord(
         config=cfg.to_dict(), environment=environment, model=model_record, data=data.record,
@@ -249,7 +250,7 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
 
     # From here on the output directory is ours: everything above could fail on bad input without writing.
     created = not out_dir.exists()
-    from cardgen.io import output_lock
+    from cardgen.files import output_lock
 
     lock = output_lock(out_dir) if main else contextlib.nullcontext()
     try:
@@ -292,28 +293,6 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     return RunResult(output_dir=out_dir, record=record)
 
 
-def _auto_config(cfg: RunConfig) -> Any:
-    """The checkpoint's config (label names, architecture), or None when it cannot be read yet."""
-    from transformers import AutoConfig
-
-    from cardgen.models import check_local_checkpoint, resolve_source
-
-    directory, gguf = resolve_source(cfg.model)
-    check_local_checkpoint(cfg.model, directory, gguf)
-    try:
-        return AutoConfig.from_pretrained(directory, revision=cfg.model.revision, gguf_file=gguf,
-                                          trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        from cardgen.errors import ModelError
-
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "trust_remote_code" in str(exc):
-            raise ModelError(f"{cfg.model.name_or_path} needs its own code to load (trust_remote_code)",
-                             "read that code, then set model.trust_remote_code: true") from exc
-        raise ModelError(f"cannot read the model config of {cfg.model.name_or_path}: {first}",
-                         "check model.name_or_path (a directory with config.json, or a Hub id)") from exc
-
-
 def _eval_split(cfg: RunConfig, data: Any) -> str:
     split = cfg.evaluation.split
     if split not in data.frames:
@@ -326,12 +305,12 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
                      progress: Progress) -> None:
     """Comparison with the base model and the speed benchmark, when their modules and config ask for them."""
     if cfg.compare.enabled:
-        from cardgen.compare import compare_stage
+        from cardgen.compare.stage import compare_stage
 
         with timer("compare", "Comparing with the base model"):
             compare_stage(cfg, task, loaded, data, record, progress)
     if cfg.benchmark.enabled:
-        from cardgen.benchmark import benchmark_stage
+        from cardgen.bench.stage import benchmark_stage
 
         with timer("benchmark", "Benchmarking speed and memory"):
             benchmark_stage(cfg, task, loaded, data, record, progress)
@@ -339,20 +318,20 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
 
 def _write_outputs(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path, timer: StageTimer,
                    progress: Progress, save_model: bool) -> None:
-    from cardgen.card import write_card
-    from cardgen.io import atomic_write_text
-    from cardgen.models import dir_size
+    from cardgen.card.render import write_card
+    from cardgen.files import atomic_write_text
+    from cardgen.models import weights_size_on_disk
 
     with timer("write", "Writing the model, run.json, config.yaml and the card"):
         if save_model and cfg.output.save_model and record.training is not None:
             save_pretrained(loaded, out_dir)
             record.model.saved_to = ""
-            record.model.size_on_disk_bytes = dir_size(out_dir)
+            record.model.size_on_disk_bytes = weights_size_on_disk(out_dir)
             if not cfg.training or not cfg.training.keep_checkpoints:
                 shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
         record.stage_seconds = dict(timer.seconds)
         atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
-        from cardgen.plots import write_plots
+        from cardgen.card.plots import write_plots
 
         write_plots(record, out_dir)
         save_record(record, out_dir / "run.json")

@@ -11,10 +11,11 @@ from itertools import groupby
 import numpy as np
 import pytest
 
-from cardgen import bench_inputs, timing
-from cardgen import benchmark as bm
-from cardgen.benchmark import (
-    BenchmarkRecord,
+from cardgen.bench import inputs as bench_inputs
+from cardgen.bench import timing
+from cardgen.bench.inputs import autocast_dtype
+from cardgen.bench.scenarios import benchmark_generation, benchmark_models
+from cardgen.bench.timing import (
     CpuTimer,
     CudaTimer,
     MemoryTracker,
@@ -24,6 +25,8 @@ from cardgen.benchmark import (
     time_call,
 )
 from cardgen.errors import ConfigError, ModelError
+from cardgen.models import size_on_disk
+from cardgen.record import BenchmarkRecord
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -243,7 +246,7 @@ def test_cuda_events_time_gpu_work(bert_pair):
     seconds = measure(lambda: x @ x, warmup=2, min_iterations=5, min_seconds=0.0, device="cuda")
     assert len(seconds) == 5 and all(s > 0 for s in seconds)
     models = {name: (_tiny_bert(i).to("cuda"), tok) for i, (name, (_, tok)) in enumerate(bert_pair.items())}
-    record = bm.benchmark_models(
+    record = benchmark_models(
         models,
         batch_sizes=[2],
         sequence_length=16,
@@ -278,25 +281,25 @@ def test_size_on_disk_counts_files_not_subfolders(tmp_path):
     (tmp_path / "config.json").write_bytes(b"{}")
     (tmp_path / "checkpoint-10").mkdir()
     (tmp_path / "checkpoint-10" / "optimizer.pt").write_bytes(b"y" * 5000)
-    assert bm.size_on_disk(tmp_path) == 1002
-    assert bm.size_on_disk(tmp_path / "model.safetensors") == 1000
+    assert size_on_disk(tmp_path) == 1002
+    assert size_on_disk(tmp_path / "model.safetensors") == 1000
     with pytest.raises(ModelError):
-        bm.size_on_disk(tmp_path / "missing")
+        size_on_disk(tmp_path / "missing")
 
 
 # --------------------------------------------------------------------------------------------------- precision
 def test_precision_choices(monkeypatch):
-    assert bm.autocast_dtype("fp32", "cpu") is None
-    assert bm.autocast_dtype("fp16", "cuda") is torch.float16
+    assert autocast_dtype("fp32", "cpu") is None
+    assert autocast_dtype("fp16", "cuda") is torch.float16
     with pytest.raises(ConfigError, match="precision"):
-        bm.autocast_dtype("int8", "cpu")
+        autocast_dtype("int8", "cpu")
     with pytest.raises(ConfigError, match="fp16"):
-        bm.autocast_dtype("fp16", "cpu")
+        autocast_dtype("fp16", "cpu")
     monkeypatch.setattr(bench_inputs, "_cpu_has_native_bf16", lambda: False)
     with pytest.raises(ConfigError, match="bf16"):
-        bm.autocast_dtype("bf16", "cpu")
+        autocast_dtype("bf16", "cpu")
     monkeypatch.setattr(bench_inputs, "_cpu_has_native_bf16", lambda: True)
-    assert bm.autocast_dtype("bf16", "cpu") is torch.bfloat16
+    assert autocast_dtype("bf16", "cpu") is torch.bfloat16
 
 
 # --------------------------------------------------------------------------------------------------- models
@@ -312,7 +315,7 @@ def _record_calls(models):
 def test_benchmark_models_interleaves_and_covers_every_batch_size(bert_pair):
     calls, handles = _record_calls(bert_pair)
     try:
-        record = bm.benchmark_models(
+        record = benchmark_models(
             bert_pair,
             batch_sizes=[1, 4],
             sequence_length=16,
@@ -370,7 +373,7 @@ def test_both_models_see_the_same_synthetic_ids(bert_pair):
         for name, (model, _) in bert_pair.items()
     ]
     try:
-        bm.benchmark_models(
+        benchmark_models(
             bert_pair,
             batch_sizes=[3],
             sequence_length=8,
@@ -388,7 +391,7 @@ def test_both_models_see_the_same_synthetic_ids(bert_pair):
 
 
 def test_benchmark_models_on_texts(bert_pair):
-    record = bm.benchmark_models(
+    record = benchmark_models(
         bert_pair,
         batch_sizes=[2, 5],
         sequence_length=6,
@@ -409,7 +412,7 @@ def test_checkpoint_size_and_device_checks(tmp_path, tokenizer):
     model = _tiny_bert(2)
     model.save_pretrained(tmp_path)
     reloaded = transformers.BertForSequenceClassification.from_pretrained(tmp_path)
-    record = bm.benchmark_models(
+    record = benchmark_models(
         {"saved": (reloaded, tokenizer), "fresh": (model, tokenizer)},
         batch_sizes=[1],
         sequence_length=4,
@@ -418,11 +421,11 @@ def test_checkpoint_size_and_device_checks(tmp_path, tokenizer):
         min_seconds=0.0,
         rounds=1,
     )
-    assert record.models["saved"].size_on_disk_bytes == bm.size_on_disk(tmp_path) > 0
+    assert record.models["saved"].size_on_disk_bytes == size_on_disk(tmp_path) > 0
     with pytest.raises(ModelError, match="different devices"):
-        bm.benchmark_models({"a": (model, None), "b": (_tiny_bert(3).to("meta"), None)}, batch_sizes=[1])
+        benchmark_models({"a": (model, None), "b": (_tiny_bert(3).to("meta"), None)}, batch_sizes=[1])
     with pytest.raises(ConfigError, match="batch_sizes"):
-        bm.benchmark_models({"a": (model, None)}, batch_sizes=[0])
+        benchmark_models({"a": (model, None)}, batch_sizes=[0])
 
 
 def test_benchmark_generation_fixed_token_count():
@@ -440,7 +443,7 @@ def test_benchmark_generation_fixed_token_count():
         "base": (transformers.LlamaForCausalLM(config), None),
         "finetuned": (transformers.LlamaForCausalLM(config), None),
     }
-    record = bm.benchmark_generation(
+    record = benchmark_generation(
         models,
         batch_size=2,
         prompt_length=8,
@@ -457,25 +460,24 @@ def test_benchmark_generation_fixed_token_count():
         assert gen.generate.tokens_per_batch == 8
         assert gen.decode_tokens_per_s is None or gen.decode_tokens_per_s > 0
     with pytest.raises(ConfigError, match="new_tokens"):
-        bm.benchmark_generation(models, new_tokens=1)
+        benchmark_generation(models, new_tokens=1)
 
 
 def test_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, cardgen.benchmark; print('torch' in sys.modules)"
+    code = "import sys, cardgen.bench.scenarios; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 # --------------------------------------------------------------------------------------------------- run stage
 def test_run_with_benchmark_puts_speed_and_size_in_the_card_for_both_models(make_config, tmp_path):
-    from cardgen.bench_record import BenchmarkRecord
-    from cardgen.card import render_card
+    from cardgen.card.render import render_card
     from cardgen.config import load_config
     from cardgen.pipeline import run
-    from cardgen.record import load_record
+    from cardgen.record import BenchmarkRecord, load_record
 
     cfg = load_config(make_config(
         benchmark={"enabled": True, "batch_sizes": [1, 4], "sequence_length": 16, "warmup": 1,
@@ -546,7 +548,7 @@ def test_cli_bench_json(tiny_bert):
     for entry in data["models"].values():
         assert [b["batch_size"] for b in entry["batches"]] == [1, 2]
         assert entry["batches"][0]["latency"]["count"] >= 2
-        assert entry["size_on_disk_bytes"] == bm.size_on_disk(tiny_bert)
+        assert entry["size_on_disk_bytes"] == size_on_disk(tiny_bert)
         assert entry["load_s"] > 0 and entry["checkpoint"] == str(tiny_bert)
     assert data["settings"]["sequence_length"] == 8 and data["settings"]["rounds"] == 3
     table = CliRunner().invoke(cli, args[:-1])
@@ -587,7 +589,7 @@ def test_cli_bench_missing_checkpoint(tmp_path):
 def test_bench_checkpoints_times_generation_of_a_causal_lm(tiny_bert, tmp_path):
     from transformers import AutoTokenizer
 
-    from cardgen.bench_stage import bench_checkpoints
+    from cardgen.bench.checkpoints import bench_checkpoints
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)  # any tokenizer with a small vocabulary will do
     config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
@@ -602,4 +604,4 @@ def test_bench_checkpoints_times_generation_of_a_causal_lm(tiny_bert, tmp_path):
     assert [b.batch_size for b in entry.batches] == [1, 2]
     (gen,) = entry.generation
     assert gen.new_tokens == 4 and gen.prompt_length == 8 and gen.time_to_first_token.count >= 2
-    assert entry.size_on_disk_bytes == bm.size_on_disk(tmp_path)
+    assert entry.size_on_disk_bytes == size_on_disk(tmp_path)

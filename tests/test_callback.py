@@ -121,7 +121,7 @@ def test_callback_recognises_a_second_evaluation_of_the_validation_split(script_
 
 
 def test_callback_card_passes_lint(script_run: Path) -> None:
-    from cardgen.lint import lint_card
+    from cardgen.card.lint import lint_card
 
     result = lint_card(script_run / "README.md")
     assert result.ok, [f.message for f in result.problems]

@@ -172,7 +172,7 @@ def test_every_number_in_the_section_recomputes_from_run_json(compare_run: Path)
 
 
 def test_model_compared_with_itself(tiny_run: Path, tiny_data: Path) -> None:
-    from cardgen.compare import compare
+    from cardgen.compare.checkpoints import compare
 
     c = compare(str(tiny_run), str(tiny_run), str(tiny_data / "test.jsonl"), bootstrap_samples=BOOTSTRAP, seed=5)
     assert c.method == "zero-shot"  # a classifier with the same label names is its own baseline
@@ -187,7 +187,7 @@ def test_model_compared_with_itself(tiny_run: Path, tiny_data: Path) -> None:
 
 
 def test_intervals_reproducible_with_a_fixed_seed() -> None:
-    from cardgen.compare import classification_comparison
+    from cardgen.compare.classification import classification_comparison
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cardgen.compare_scores import score_comparison
+from cardgen.compare.documents import score_comparison
 from cardgen.record import Comparison, EvaluationRecord
 from cardgen.stats.intervals import perplexity_bootstrap
 from cardgen.stats.metrics import perplexity_from_nll

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cardgen.card.lint import lint_card
 from cardgen.cli import cli
-from cardgen.lint import lint_card
 
 GOOD_META = """---
 license: apache-2.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cardgen.card.markers import has_markers, join_front_matter, merge_generated, section, split_front_matter
 from cardgen.errors import CardgenError
-from cardgen.markers import has_markers, join_front_matter, merge_generated, section, split_front_matter
 
 
 def card(front: str, *parts: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cardgen.plots import confusion_counts, latency_series, write_plots
+from cardgen.card.plots import confusion_counts, latency_series, write_plots
 from cardgen.record import load_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -111,7 +111,7 @@ def test_plots_are_reproducible(run_copy: Path) -> None:
 
 
 def test_rerendered_card_links_the_recorded_plots(run_copy: Path) -> None:
-    from cardgen.card import render_card
+    from cardgen.card.render import render_card
 
     record = load_record(run_copy)
     record.benchmark = benchmark_dict()
@@ -126,7 +126,7 @@ def test_latency_plot_from_a_real_benchmark_record(tiny_run: Path, tiny_bert: Pa
     """The benchmark stage puts its dataclass into the record before the plots are drawn: read that shape."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from cardgen.benchmark import benchmark_models
+    from cardgen.bench.scenarios import benchmark_models
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_run)
     models = {"base": (AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2), tokenizer),

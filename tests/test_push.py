@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from hub_server import HubServer
 
-import cardgen.hub
+import cardgen.hub.push as push_module
+import cardgen.hub.transport as transport
+from cardgen.card.markers import section, split_front_matter
 from cardgen.errors import HubError
-from cardgen.hub import PushResult, push
-from cardgen.markers import section, split_front_matter
+from cardgen.hub.push import PushResult, push
 
 TOKEN = "hf_cardgenTESTtoken_4f1c2a9e77d0b3"  # unique, so a leak is easy to grep for
 READ_TOKEN = "hf_cardgenREADonly_9b8a7c6d5e4f"
@@ -47,7 +48,7 @@ def clean_hub(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     from huggingface_hub import constants
 
     hub.reset()
-    monkeypatch.setattr(cardgen.hub, "RETRY_WAITS_S", (0.05, 0.1, 0.2))
+    monkeypatch.setattr(transport, "RETRY_WAITS_S", (0.05, 0.1, 0.2))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest.py turns offline mode on for other tests
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
@@ -387,7 +388,7 @@ def test_500_always_is_a_clear_error_and_nothing_is_committed(hub: HubServer, tm
     with pytest.raises(HubError, match="kept failing with HTTP 500.*nothing was committed") as info:
         lib_push(hub, run_dir)
     assert "try again later" in (info.value.hint or "")
-    assert commit_posts(hub) == len(cardgen.hub.RETRY_WAITS_S) + 1  # bounded
+    assert commit_posts(hub) == len(transport.RETRY_WAITS_S) + 1  # bounded
     assert hub.commit_count(REPO) == 1 and sorted(hub.files(REPO)) == [".gitattributes"]
 
 
@@ -454,7 +455,7 @@ def test_a_hung_hub_times_out_and_is_retried(hub: HubServer, run_dir: Path,
     # a Hub that never answers ends in one line that names the timeout (the error the last attempt raised)
     import httpx2
 
-    error = cardgen.hub._to_hub_error(httpx2.ReadTimeout("timed out"), REPO, hub.url, cardgen.hub._timeout_seconds())
+    error = transport.to_hub_error(httpx2.ReadTimeout("timed out"), REPO, hub.url, transport.timeout_seconds())
     assert "did not answer within 0.5 s" in error.message and "nothing was committed" in error.message
     assert "CARDGEN_HUB_TIMEOUT" in (error.hint or "")
     monkeypatch.setenv("CARDGEN_HUB_TIMEOUT", "soon")
@@ -502,13 +503,13 @@ def test_branch_moved_during_push_is_a_conflict(hub: HubServer, run_dir: Path,
     hub.create_repo(REPO)
 
     # Someone commits between cardgen reading the repo and committing: the parent_commit guard answers 412.
-    original = cardgen.hub._validate_on_hub
+    original = push_module._validate_on_hub
 
     def validate_then_someone_commits(*args: Any, **kwargs: Any) -> None:
         original(*args, **kwargs)
         hub.commit_files(REPO, {"notes.txt": b"someone else"})
 
-    monkeypatch.setattr(cardgen.hub, "_validate_on_hub", validate_then_someone_commits)
+    monkeypatch.setattr(push_module, "_validate_on_hub", validate_then_someone_commits)
     with pytest.raises(HubError, match="changed on the Hub during the push") as info:
         lib_push(hub, run_dir)
     assert "run the push again" in (info.value.hint or "")

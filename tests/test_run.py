@@ -150,7 +150,7 @@ def test_set_overrides_and_json_summary(make_config, tmp_path: Path) -> None:
 
 
 def test_version_and_module_entry_point() -> None:
-    from cardgen import __version__
+    from cardgen.version import __version__
 
     out = subprocess.run([sys.executable, "-m", "cardgen", "--version"], capture_output=True, text=True, check=True)
     assert __version__ in out.stdout

@@ -208,7 +208,7 @@ def test_causal_run_record_and_card(causal_run: Path) -> None:
     assert ppl.fine_tuned[0] == pytest.approx(ev.metrics["perplexity"])
     assert ppl.delta[0] < 0 and ppl.p_value is not None
     assert "| Metric | Base | Fine-tuned | Change | p-value |" in text and "paired permutation" in text
-    from cardgen.compare_report import format_interval
+    from cardgen.card.format import format_interval
 
     assert f"| {format_interval(ppl.fine_tuned)} | {format_interval(ppl.delta, signed=True)} |" in text
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import base_config, sentiment_rows, write_config, write_jsonl
 
-from cardgen.card import md_escape
+from cardgen.card.format import md_escape
 from cardgen.cli import cli
 
 

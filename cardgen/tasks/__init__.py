@@ -18,7 +18,6 @@ class Task(Protocol):
 
     NAME: str  # cardgen's task name, e.g. "text-classification"
     PIPELINE_TAG: str  # the Hub's pipeline_tag
-    HUB_TASK_NAME: str  # model-index task name
     DEFAULT_METRIC: str  # metric for the best model when the config names none
     GREATER_IS_BETTER: bool
 
@@ -30,7 +29,6 @@ class Task(Protocol):
     def trainer_metrics(self, cfg: Any, label_names: list[str]) -> Any: ...
     def evaluate(self, loaded: Any, frame: Any, cfg: Any, label_names: list[str], name: str, split: str,
                  progress: Any = None) -> Any: ...
-    def card_metrics(self, evaluation: Any) -> list[tuple[str, str, float]]: ...
 
 
 def get_task(name: str) -> Task:

@@ -43,12 +43,9 @@ if TYPE_CHECKING:
 
 NAME = "causal-lm"
 PIPELINE_TAG = "text-generation"
-HUB_TASK_NAME = "Text Generation"
 DEFAULT_METRIC = "perplexity"
 GREATER_IS_BETTER = False
 SEPARATOR = "\n\n"  # between the texts of a split, as in the transformers perplexity guide
-METRIC_TYPES = {"perplexity": "perplexity", "bits_per_byte": "bits_per_byte"}
-METRIC_NAMES = {"perplexity": "Perplexity", "bits_per_byte": "Bits per byte"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -438,7 +435,3 @@ def evaluate_base(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, labe
     return mark_base(ev, loaded, "language-modelling head")
 
 
-def card_metrics(evaluation: EvaluationRecord) -> list[tuple[str, str, float]]:
-    """(model-index type, display name, value) for the card's metadata."""
-    return [(METRIC_TYPES[k], METRIC_NAMES[k], evaluation.metrics[k]) for k in ("perplexity", "bits_per_byte")
-            if k in evaluation.metrics]

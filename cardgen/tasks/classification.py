@@ -31,22 +31,8 @@ if TYPE_CHECKING:
 
 NAME = "text-classification"
 PIPELINE_TAG = "text-classification"
-HUB_TASK_NAME = "Text Classification"
 DEFAULT_METRIC = "accuracy"
 GREATER_IS_BETTER = True
-METRIC_NAMES = {
-    "accuracy": "Accuracy",
-    "f1_macro": "F1 (macro)",
-    "precision_macro": "Precision (macro)",
-    "recall_macro": "Recall (macro)",
-    "f1_positive": "F1 (positive class)",
-    "precision_positive": "Precision (positive class)",
-    "recall_positive": "Recall (positive class)",
-    "loss": "Loss",
-}
-# model-index metric types the Hub knows
-METRIC_TYPES = {"accuracy": "accuracy", "f1_macro": "f1", "precision_macro": "precision", "recall_macro": "recall",
-                "f1_positive": "f1"}
 
 
 def _is_default_labels(names: list[str]) -> bool:
@@ -261,10 +247,3 @@ def evaluate(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, label_nam
     )
 
 
-def card_metrics(evaluation: EvaluationRecord) -> list[tuple[str, str, float]]:
-    """(model-index type, display name, value) for the card's metadata."""
-    out = []
-    for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_positive"):
-        if key in evaluation.metrics:
-            out.append((METRIC_TYPES[key], METRIC_NAMES[key], evaluation.metrics[key]))
-    return out

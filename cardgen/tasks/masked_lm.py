@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 NAME = "masked-lm"
 PIPELINE_TAG = "fill-mask"
-HUB_TASK_NAME = "Fill-Mask"
 DEFAULT_METRIC = "perplexity"
 GREATER_IS_BETTER = False
 MASK_REPLACE = 0.8  # of the selected tokens: replaced by the mask token
@@ -299,7 +298,3 @@ def evaluate_base(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, labe
     return mark_base(evaluate(loaded, frame, cfg, label_names, "base", split, progress), loaded, "MLM head")
 
 
-def card_metrics(evaluation: EvaluationRecord) -> list[tuple[str, str, float]]:
-    """(model-index type, display name, value) for the card's metadata."""
-    return [("perplexity", "Perplexity", evaluation.metrics["perplexity"])] if "perplexity" in evaluation.metrics \
-        else []

@@ -46,11 +46,8 @@ if TYPE_CHECKING:
 
 NAME = "question-answering"
 PIPELINE_TAG = "question-answering"
-HUB_TASK_NAME = "Question Answering"
 DEFAULT_METRIC = "f1"
 GREATER_IS_BETTER = True
-METRIC_TYPES = {"exact_match": "exact_match", "f1": "f1"}
-METRIC_NAMES = {"exact_match": "Exact match", "f1": "F1"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,7 +415,3 @@ def evaluate_base(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, labe
                      "question-answering head")
 
 
-def card_metrics(evaluation: EvaluationRecord) -> list[tuple[str, str, float]]:
-    """(model-index type, display name, value) for the card's metadata."""
-    return [(METRIC_TYPES[k], METRIC_NAMES[k], evaluation.metrics[k]) for k in ("exact_match", "f1")
-            if k in evaluation.metrics]

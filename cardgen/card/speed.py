@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardgen.bench_record import BatchResult, BenchmarkRecord, LatencyStats, MemoryStats, ModelBenchmark
+from cardgen.record import BatchResult, BenchmarkRecord, LatencyStats, MemoryStats, ModelBenchmark
 
 MIB = 2**20
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from cardgen.bench.timing import is_cuda
 from cardgen.errors import ConfigError, ModelError
-from cardgen.timing import is_cuda
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
@@ -70,7 +70,7 @@ def autocast_dtype(precision: str, device: Any) -> Any:
     return dtype
 
 
-def _autocast(device: Any, dtype: Any) -> AbstractContextManager[Any]:
+def autocast_context(device: Any, dtype: Any) -> AbstractContextManager[Any]:
     import torch
 
     if dtype is None:
@@ -88,12 +88,12 @@ def synthetic_ids(batch_size: int, length: int, vocab_size: int, *, seed: int = 
     return rng.integers(0, vocab_size, size=(batch_size, length), dtype=np.int64)
 
 
-def _input_names(tokenizer: Any) -> list[str]:
+def input_names(tokenizer: Any) -> list[str]:
     names = list(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
     return [n for n in names if n in ("input_ids", "attention_mask", "token_type_ids")]
 
 
-def _pad_id(tokenizer: Any, model: Any) -> int:
+def pad_id_of(tokenizer: Any, model: Any) -> int:
     for source in (tokenizer, getattr(model, "generation_config", None), getattr(model, "config", None)):
         for attr in ("pad_token_id", "eos_token_id"):
             value = getattr(source, attr, None) if source is not None else None
@@ -104,14 +104,14 @@ def _pad_id(tokenizer: Any, model: Any) -> int:
     return 0
 
 
-def _synthetic_batch(ids: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+def synthetic_batch(ids: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     batch = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     if "token_type_ids" in names:
         batch["token_type_ids"] = np.zeros_like(ids)
     return batch
 
 
-def _text_batch(
+def text_batch(
     texts: Sequence[str], batch_size: int, max_length: int, tokenizer: Any, pad_id: int, *, left: bool = False
 ) -> dict[str, np.ndarray]:
     """The first ``batch_size`` texts (cycled), truncated and padded to the batch's longest, without touching the
@@ -122,7 +122,7 @@ def _text_batch(
         )
     chosen = [texts[i % len(texts)] for i in range(batch_size)]
     enc = tokenizer(chosen, truncation=True, max_length=max_length, padding=False)
-    names = _input_names(tokenizer)
+    names = input_names(tokenizer)
     width = max(len(x) for x in enc["input_ids"])
     out = {
         "input_ids": np.full((batch_size, width), pad_id, dtype=np.int64),
@@ -139,13 +139,13 @@ def _text_batch(
     return out
 
 
-def _to_device(batch: Mapping[str, np.ndarray], device: Any) -> dict[str, Any]:
+def to_device(batch: Mapping[str, np.ndarray], device: Any) -> dict[str, Any]:
     import torch
 
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
 
-def _vocab_size(models: Mapping[str, tuple[Any, Any]]) -> int:
+def shared_vocab_size(models: Mapping[str, tuple[Any, Any]]) -> int:
     sizes = []
     for model, tokenizer in models.values():
         size = getattr(getattr(model, "config", None), "vocab_size", None)

@@ -41,8 +41,8 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from cardgen.bench_record import LatencyStats, MemoryStats
 from cardgen.errors import ConfigError
+from cardgen.record import LatencyStats, MemoryStats
 
 T = TypeVar("T")
 RSS_SAMPLE_INTERVAL_S = 0.005
@@ -189,7 +189,7 @@ def synchronize(device: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- measuring
-def _check_budget(warmup: int, min_iterations: int, min_seconds: float) -> None:
+def check_budget(warmup: int, min_iterations: int, min_seconds: float) -> None:
     if warmup < 0:
         raise ConfigError(f"`benchmark.warmup` must be >= 0 (got {warmup})")
     if min_iterations < 1:
@@ -247,7 +247,7 @@ def measure(
     Raises:
         ConfigError: A negative warm-up, fewer than one iteration or a negative or infinite seconds budget.
     """
-    _check_budget(warmup, min_iterations, min_seconds)
+    check_budget(warmup, min_iterations, min_seconds)
     timer = timer or make_timer(device)
     for _ in range(warmup):
         fn()
@@ -382,7 +382,7 @@ class MemoryTracker:
 
 # --------------------------------------------------------------------------------------------------- scheduling
 @dataclass
-class _Slot:
+class Slot:
     """One thing measured: a call with its inputs ready on the device."""
 
     call: Callable[[], Any]
@@ -396,8 +396,8 @@ def _call_into(fn: Callable[[], Any], out: list[Any]) -> None:
     out.append(fn())
 
 
-def _run_interleaved(
-    slots: Mapping[Hashable, _Slot],
+def run_interleaved(
+    slots: Mapping[Hashable, Slot],
     *,
     warmup: int,
     min_iterations: int,

@@ -75,9 +75,8 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
     Raises:
         ValueError: If the two evaluations did not score the same documents.
     """
-    from cardgen.card import METRIC_NAMES
     from cardgen.stats.intervals import bootstrap_ci
-    from cardgen.stats.metrics import ratio_of_sums
+    from cardgen.stats.metrics import METRIC_NAMES, ratio_of_sums
     from cardgen.stats.paired import paired_ratio_test
 
     series_b, series_f = SERIES[task](base), SERIES[task](fine_tuned)
@@ -175,17 +174,3 @@ def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any]
     return comparison
 
 
-def markdown_context(comparison: Comparison) -> dict[str, Any]:
-    """What ``partials/score_comparison.md.j2`` prints: every number rounded, every text escaped."""
-    from cardgen.card import LOWER_IS_BETTER, md_escape
-    from cardgen.compare_report import display_model, format_interval, format_p
-
-    c = comparison
-    rows = [{"name": md_escape(r.name + (" (lower is better)" if r.key in LOWER_IS_BETTER else "")),
-             "base": format_interval(r.base), "fine_tuned": format_interval(r.fine_tuned),
-             "delta": format_interval(r.delta, signed=True), "p": format_p(r.p_value)} for r in c.metrics]
-    return {"base_model": md_escape(display_model(c.base_model)),
-            "fine_tuned_model": md_escape(display_model(c.fine_tuned_model)), "n": c.num_examples,
-            "split": md_escape(c.split), "confidence": f"{c.confidence * 100:g}%", "rows": rows,
-            "interval_method": c.interval_method, "bootstrap_samples": c.bootstrap_samples, "seed": c.seed,
-            "test": PERMUTATION_TEST, "permutations": c.permutations}

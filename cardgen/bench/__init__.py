@@ -1,0 +1,1 @@
+"""Speed, throughput and memory: timers, inputs, scenarios, the run's stage and ``cardgen bench``."""

@@ -1,0 +1,89 @@
+"""Formatting primitives shared by every presentation: numbers, intervals, p-values, escaped
+texts and model names. A leaf: it imports nothing of cardgen.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for the card: floats to ``digits`` decimals, ints as they are, None as an em dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 10 ** (-digits) or abs(value) >= 1e6):
+            return f"{value:.{digits}g}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def md_escape(text: Any, limit: int | None = None) -> str:
+    """Text from data made safe inside Markdown and HTML: no tags, no table breaks, one line."""
+    text = " ".join(str(text).split())
+    if limit and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    # Quotes stay as they are: no tag can form once < and > are escaped, and an entity such as &#x27; would
+    # show up literally once its "#" is escaped (I&\#x27;m instead of I'm).
+    text = html.escape(text, quote=False)
+    return re.sub(r"([\\`*_\[\]|#])", r"\\\1", text)
+
+
+def slug(text: str) -> str:
+    """A Hub-style identifier made of a display name."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "dataset"
+
+
+def signed(value: float) -> str:
+    return ("+" if value > 0 else "") + fmt(value)
+
+
+SHORT_TESTS = (("exact McNemar", "exact McNemar"), ("paired permutation", "paired permutation"))
+
+
+def _num(value: float, signed: bool = False) -> str:
+    from cardgen.card.format import fmt
+
+    value = round(float(value), 4) + 0.0  # no "-0.0000"
+    text = fmt(value)
+    return f"+{text}" if signed and value > 0 else text
+
+
+def format_interval(values: Sequence[float], signed: bool = False) -> str:
+    """``point [low, high]`` with four decimals (signed for deltas)."""
+    point, low, high = values
+    return f"{_num(point, signed)} [{_num(low, signed)}, {_num(high, signed)}]"
+
+
+def format_p(p: float | None) -> str:
+    """A p-value: four decimals, or two significant digits below 0.0001."""
+    if p is None:
+        return "—"
+    return f"{p:.1e}" if 0 < p < 1e-4 else f"{p:.4f}"
+
+
+def short_test(test: str | None) -> str:
+    """A test's short name for table cells (the full name goes below the table)."""
+    for prefix, short in SHORT_TESTS:
+        if test and test.startswith(prefix):
+            return short
+    return test or "—"
+
+
+def display_model(name: str) -> str:
+    """A model name for display: Hub ids as they are, local paths relative to the working directory or short."""
+    path = Path(name)
+    if not path.is_absolute():
+        return name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return "/".join(path.parts[-2:])

@@ -1,0 +1,1 @@
+"""Base versus fine-tuned: the run's comparison stage and ``cardgen compare``."""

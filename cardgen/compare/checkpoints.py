@@ -1,0 +1,254 @@
+"""``cardgen compare BASE FT``: two checkpoints evaluated on exactly the same examples, then compared.
+
+Classification: the fine-tuned classifier against a zero-shot or linear-probe base (:mod:`.baseline`), with
+intervals, McNemar and permutation tests (:mod:`.classification`). LM and QA tasks: both evaluated by the task,
+then paired tests over documents (:mod:`.documents`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cardgen.compare.baseline import base_method, is_backbone_only, linear_probe, zero_shot
+from cardgen.compare.classification import classification_comparison, example_texts
+from cardgen.console import NullProgress, Progress
+from cardgen.errors import ConfigError, DataError, ModelError
+from cardgen.record import (
+    Comparison,
+)
+
+if TYPE_CHECKING:
+
+    pass
+
+
+def compare(
+    base: str,
+    fine_tuned: str,
+    data: str,
+    *,
+    task: str = "text-classification",
+    split: str = "test",
+    text_column: str = "text",
+    label_column: str = "label",
+    label_names: Sequence[str] | None = None,
+    max_length: int | None = None,
+    train: str | None = None,
+    dataset_config: str | None = None,
+    batch_size: int | None = None,
+    bootstrap_samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    probe_max_train: int = 20000,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Evaluate two checkpoints on exactly the same examples and compare them with intervals and paired tests.
+
+    Args:
+        base: The base checkpoint (directory, Hub id or ``pkg:`` path).
+        fine_tuned: The fine-tuned checkpoint, e.g. the output directory of ``cardgen run``.
+        data: A data file (csv, tsv, json, jsonl, parquet) or a Hub dataset / saved dataset directory.
+        task: ``text-classification`` (probe or zero-shot base, McNemar, flips), or ``causal-lm``, ``masked-lm``,
+            ``question-answering`` (both evaluated by the task; intervals and permutation tests over documents;
+            the ``lm``/``qa`` settings come from FT's run.json when it has one).
+        split: The split to evaluate on (for a file, only its name in the results).
+        text_column: Column with the input text.
+        label_column: Column with the gold label.
+        label_names: Class names in the fine-tuned model's label-id order (default: the model's own names, or
+            the sorted labels of the data).
+        max_length: Truncation length for both models (default: the one recorded in FT's run.json, else 128).
+        train: Training examples for the linear probe, needed when the base has no trained head for the labels
+            (default: the dataset's train split, when ``data`` is a dataset).
+        dataset_config: Config name of a Hub dataset.
+        batch_size: Examples per forward pass (default: the one recorded in FT's run.json, else 32).
+        bootstrap_samples: Bootstrap resamples for the intervals (and permutations for the p-values).
+        confidence: Coverage of the intervals.
+        seed: Seed of the resampling, the permutations and the probe.
+        probe_max_train: At most this many training examples fit the probe (a seeded subset).
+        progress: Where to report progress (nothing by default).
+
+    Returns:
+        The :class:`~cardgen.record.Comparison`, with both models' per-example evaluations attached.
+
+    Raises:
+        ConfigError: A setting is out of range or the task is not supported.
+        DataError: The data cannot be used (missing file, column or labels; no training examples for a probe).
+        ModelError: A checkpoint cannot be loaded, or the fine-tuned one has no head for these labels.
+    """
+    from cardgen.models import hf_quiet
+
+    with hf_quiet():
+        return _compare(base, fine_tuned, data, task=task, split=split, text_column=text_column,
+                        label_column=label_column, label_names=label_names, max_length=max_length, train=train,
+                        dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap_samples,
+                        confidence=confidence, seed=seed, probe_max_train=probe_max_train,
+                        progress=progress or NullProgress())
+
+
+def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, text_column: str, label_column: str,
+             label_names: Sequence[str] | None, max_length: int | None, train: str | None,
+             dataset_config: str | None, batch_size: int | None, bootstrap_samples: int, confidence: float, seed: int,
+             probe_max_train: int, progress: Progress) -> Comparison:
+    from cardgen.config import TASK_ALIASES, TASKS, load_config
+    from cardgen.files import package_path
+    from cardgen.models import auto_config, load_tokenizer, pick_device, resolve_source
+    from cardgen.tasks import get_task
+    from cardgen.tasks.classification import model_label_names
+
+    start = time.perf_counter()
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        import difflib
+
+        close = difflib.get_close_matches(task, TASKS, n=1, cutoff=0.5)
+        raise ConfigError(f"--task must be one of {', '.join(TASKS)} (got {task!r})",
+                          f"did you mean --task {close[0]}?" if close else "pass one of them")
+    _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
+    fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
+    recorded = _recorded_run(fine_tuned)
+    recorded_length, recorded_batch = _recorded_settings(recorded)
+    max_length = max_length or recorded_length or 128
+    batch_size = batch_size or recorded_batch or 32
+    data_section: dict[str, Any] = {"text_column": text_column, "label_column": label_column,
+                                    "max_length": max_length, "name": Path(data).name}
+    if label_names:
+        data_section["label_names"] = list(label_names)
+    if Path(data).expanduser().is_file():
+        data_section["test"] = data
+    elif Path(data).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt") or data.startswith(
+            (".", "/", "~")) and not Path(data).expanduser().is_dir():
+        raise DataError(f"data file {data} does not exist", "check --data (a file, or a Hub dataset name)")
+    else:
+        data_section.update({"dataset": data, "dataset_config": dataset_config, "splits": {"test": split}})
+    if train:
+        if not Path(train).expanduser().is_file():
+            raise DataError(f"training file {train} does not exist", "check --train")
+        data_section["train"] = train
+    if task != "text-classification":
+        from cardgen.compare.documents import compare_checkpoints
+
+        for key in ("label_column", "label_names"):
+            data_section.pop(key, None)
+        comparison = compare_checkpoints(base, fine_tuned, data_section, task=task, split=split,
+                                         batch_size=batch_size, sections=_recorded_sections(recorded, task),
+                                         n_resamples=bootstrap_samples, confidence=confidence, seed=seed,
+                                         progress=progress)
+        comparison.seconds = round(time.perf_counter() - start, 2)
+        return comparison
+    cfg = load_config(data={
+        "model": {"name_or_path": base}, "task": task, "data": data_section, "training": None,
+        "evaluation": {"split": "test", "batch_size": batch_size},
+        "compare": {"bootstrap_samples": bootstrap_samples, "confidence": confidence, "seed": seed,
+                    "probe_max_train": probe_max_train},
+        "benchmark": {"enabled": False},
+    })
+    ft_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=fine_tuned))
+    tasks = get_task(task)
+    device = pick_device()
+
+    ft_config = auto_config(ft_cfg)
+    base_config = auto_config(cfg)
+    base_tok = load_tokenizer(cfg.model, *resolve_source(cfg.model))
+    ft_tok = load_tokenizer(ft_cfg.model, *resolve_source(ft_cfg.model))
+    prepared = tasks.prepare_data(cfg, base_tok, False, ft_config)
+    names = prepared.label_names
+    ft_names = model_label_names(ft_config)
+    if ft_names is not None and ft_names != names:
+        raise ModelError(f"the fine-tuned model's labels [{', '.join(ft_names)}] differ from the label names "
+                         f"[{', '.join(names)}]",
+                         f"pass --label-names in the model's order ({','.join(ft_names)}) if the data uses them")
+    if ft_names is None and getattr(ft_config, "num_labels", len(names)) != len(names):
+        raise ModelError(f"the fine-tuned model has {ft_config.num_labels} labels, the data {len(names)}",
+                         "compare on data with the labels the model was fine-tuned on")
+    frame = prepared.frames["test"]
+    train_frame = prepared.frames.get("train")
+    method = base_method(base_config, names)
+    if method == "linear-probe" and train_frame is None:
+        raise _needs_train(base)
+
+    ft_loaded = tasks.load_model(ft_cfg, names, tokenizer=ft_tok)
+    head = [k for k in ft_loaded.newly_initialized if not is_backbone_only(k)]
+    if head:
+        raise ModelError(f"{fine_tuned} has no trained classification head for these {len(names)} labels "
+                         f"(transformers initialised {', '.join(head[:3])} fresh)",
+                         "give a fine-tuned classifier (e.g. the output directory of `cardgen run`) as FT")
+    ft_loaded.model.to(device)
+    ft_eval = tasks.evaluate(ft_loaded, frame, ft_cfg, names, "fine-tuned", split, progress)
+    del ft_loaded
+
+    probe = None
+    base_eval = None
+    if method == "zero-shot":
+        base_eval = zero_shot(cfg, tasks, base_tok, frame, names, split, device, progress)
+    if base_eval is None:
+        method = "linear-probe"
+        if train_frame is None:
+            raise _needs_train(base)
+        base_eval, probe = linear_probe(cfg.model, cfg, base_tok, train_frame, frame, names, split=split,
+                                        max_train=probe_max_train, seed=seed, batch_size=batch_size, device=device,
+                                        progress=progress)
+    comparison = classification_comparison(
+        ft_eval.labels, base_eval.predictions, ft_eval.predictions, names, texts=example_texts(frame), split=split,
+        base_model=base, fine_tuned_model=fine_tuned, method=method, n_resamples=bootstrap_samples,
+        confidence=confidence, seed=seed, probe=probe, max_length=prepared.record.max_length,
+    )
+    comparison.base_evaluation = base_eval
+    comparison.fine_tuned_evaluation = ft_eval
+    comparison.seconds = round(time.perf_counter() - start, 2)
+    return comparison
+
+
+def _needs_train(base: str) -> DataError:
+    return DataError(f"{base} has no trained head for these labels, so the baseline is a linear probe on its "
+                     "frozen features, which needs training examples",
+                     "give --train FILE (e.g. the train split the model was fine-tuned on)")
+
+
+def _check_settings(bootstrap_samples: int, confidence: float, batch_size: int | None, probe_max_train: int,
+                    max_length: int | None) -> None:
+    if bootstrap_samples < 100:
+        raise ConfigError(f"--bootstrap must be >= 100 (got {bootstrap_samples})", "use e.g. --bootstrap 1000")
+    if not 0.5 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0.5, 1) (got {confidence})")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})")
+    if probe_max_train < 1:
+        raise ConfigError(f"probe_max_train must be >= 1 (got {probe_max_train})")
+    if max_length is not None and max_length < 8:
+        raise ConfigError(f"--max-length must be >= 8 (got {max_length})")
+
+
+def _recorded_run(path: str) -> dict[str, Any]:
+    """run.json of a `cardgen run` output directory, or {} when ``path`` is not one (or the file is unreadable)."""
+    import json
+
+    try:
+        raw = json.loads((Path(path).expanduser() / "run.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _recorded_settings(run: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(truncation length, evaluation batch size) of the run, so compare matches it.
+
+    The batch size matters only in the last bits (padding widths change the float arithmetic), but matching it
+    makes `cardgen compare` reproduce the run's comparison exactly.
+    """
+    max_length = (run.get("data") or {}).get("max_length")
+    batch_size = ((run.get("config") or {}).get("evaluation") or {}).get("batch_size")
+    return (max_length if isinstance(max_length, int) else None,
+            batch_size if isinstance(batch_size, int) else None)
+
+
+def _recorded_sections(run: dict[str, Any], task: str) -> dict[str, Any]:
+    """The run's ``lm`` / ``qa`` sections when it had the same task: windows, stride, masks and QA settings, so both
+    checkpoints are evaluated as that run evaluated them."""
+    config = run.get("config") or {}
+    if not isinstance(config, dict) or config.get("task") != task:
+        return {}
+    return {key: config[key] for key in ("lm", "qa") if isinstance(config.get(key), dict)}

@@ -1,0 +1,192 @@
+"""Two classifiers' predictions on the same examples -> Comparison: intervals, deltas, paired tests, flips.
+
+Every interval comes from the same seeded bootstrap resamples, so base, fine-tuned and delta are paired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cardgen.errors import DataError
+from cardgen.record import (
+    Comparison,
+    FlipExample,
+    MetricComparison,
+    ProbeRecord,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+
+FLIP_EXAMPLES = 5  # examples shown each way
+
+
+MACRO_METRICS = (("accuracy", "Accuracy"), ("f1_macro", "F1 (macro)"), ("precision_macro", "Precision (macro)"),
+                 ("recall_macro", "Recall (macro)"))
+
+
+CLASS_METRICS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
+
+
+def example_texts(frame: pd.DataFrame) -> list[str]:
+    texts = [str(t) for t in frame["text"].tolist()]
+    if "text_pair" in frame:
+        texts = [f"{t} / {p}" for t, p in zip(texts, frame["text_pair"].tolist(), strict=True)]
+    return texts
+
+
+def _class_metric(kind: str, cls: int, num_labels: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Batched precision/recall/F1 of one class ((B, n) arrays -> (B,)), zero where undefined like sklearn."""
+    from cardgen.stats.metrics import batched_confusion
+
+    def fn(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        cm = batched_confusion(np.atleast_2d(labels), np.atleast_2d(predictions), num_labels)
+        tp = cm[:, cls, cls].astype(float)
+        gold = cm[:, cls, :].sum(axis=-1).astype(float)
+        pred = cm[:, :, cls].sum(axis=-1).astype(float)
+        denom = {"precision": pred, "recall": gold, "f1": gold + pred}[kind]
+        num = 2.0 * tp if kind == "f1" else tp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
+
+    return fn
+
+
+def _macro_metric(kind: str, num_labels: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    parts = [_class_metric(kind, i, num_labels) for i in range(num_labels)]
+
+    def fn(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        return np.mean([p(labels, predictions) for p in parts], axis=0)
+
+    return fn
+
+
+def _delta_of(metric: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    def fn(labels: np.ndarray, base: np.ndarray, ft: np.ndarray) -> np.ndarray:
+        return np.asarray(metric(labels, ft), dtype=float) - np.asarray(metric(labels, base), dtype=float)
+
+    return fn
+
+
+def classification_comparison(
+    labels: Sequence[int],
+    base_predictions: Sequence[int],
+    ft_predictions: Sequence[int],
+    label_names: Sequence[str],
+    *,
+    texts: Sequence[str],
+    split: str,
+    base_model: str,
+    fine_tuned_model: str,
+    method: str,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_permutations: int | None = None,
+    probe: ProbeRecord | None = None,
+    max_length: int | None = None,
+) -> Comparison:
+    """Intervals, deltas, paired tests and flips of two models' predictions on the same examples.
+
+    Every interval is a percentile bootstrap over examples with ``seed``: the same resampled examples for the
+    base, the fine-tuned model and their delta. Accuracy is tested with the exact McNemar test, the macro
+    metrics with a paired permutation test (``n_permutations``, default ``n_resamples``).
+
+    Args:
+        labels: Gold label ids.
+        base_predictions: The base model's predicted ids, same order.
+        ft_predictions: The fine-tuned model's predicted ids, same order.
+        label_names: Class names in id order.
+        texts: The examples' texts (for the flip examples).
+        split: Name of the evaluation split.
+        base_model: What the base is (name or path).
+        fine_tuned_model: What the fine-tuned model is.
+        method: How the base was evaluated (``"linear-probe"`` or ``"zero-shot"``).
+        n_resamples: Bootstrap resamples.
+        confidence: Coverage of the intervals.
+        seed: Seed of the resampling and permutations.
+        n_permutations: Permutations behind the permutation p-values.
+        probe: How the probe was fitted, when the base is a linear probe.
+        max_length: The truncation length both models used.
+    """
+    from cardgen.stats.intervals import BOOTSTRAP_METHOD, bootstrap_ci, classification_intervals
+    from cardgen.stats.metrics import batched_accuracy
+    from cardgen.stats.paired import flips, mcnemar_exact, paired_bootstrap_test
+
+    y = np.asarray(labels, dtype=np.int64)
+    a = np.asarray(base_predictions, dtype=np.int64)
+    b = np.asarray(ft_predictions, dtype=np.int64)
+    if not (len(y) == len(a) == len(b) == len(texts)):
+        raise DataError(f"the two models were evaluated on different numbers of examples ({len(a)} and {len(b)})",
+                        "evaluate both on the same split")
+    names = [str(n) for n in label_names]
+    k = len(names)
+    n_perm = n_permutations or n_resamples
+    kw: dict[str, Any] = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    base_iv = classification_intervals(y, a, k, names, **kw)
+    ft_iv = classification_intervals(y, b, k, names, **kw)
+
+    def trio(iv: Any) -> list[float]:
+        return [float(iv.point), float(iv.low), float(iv.high)]
+
+    rows: list[MetricComparison] = []
+    mcnemar = mcnemar_exact(a == y, b == y)
+    acc_delta = bootstrap_ci(_delta_of(batched_accuracy), y, a, b, **kw)
+    rows.append(MetricComparison("accuracy", "Accuracy", trio(base_iv.accuracy), trio(ft_iv.accuracy),
+                                 trio(acc_delta), mcnemar.p_value, mcnemar.test))
+    for key, name in MACRO_METRICS[1:]:
+        kind = key.split("_")[0]
+        test = paired_bootstrap_test(_macro_metric(kind, k), y, a, b, n_resamples=n_resamples, seed=seed,
+                                     confidence=confidence, n_permutations=n_perm)
+        rows.append(MetricComparison(key, name, trio(getattr(base_iv, key)), trio(getattr(ft_iv, key)),
+                                     [test.delta, test.low, test.high], test.p_value,
+                                     f"{test.test}, {test.n_permutations} permutations"))
+    per_class: list[MetricComparison] = []
+    for i, label in enumerate(names):
+        for kind, name in CLASS_METRICS:
+            delta = bootstrap_ci(_delta_of(_class_metric(kind, i, k)), y, a, b, **kw)
+            per_class.append(MetricComparison(
+                kind, name, trio(getattr(base_iv.per_class[label], kind)), trio(getattr(ft_iv.per_class[label], kind)),
+                trio(delta), label=label, support=base_iv.per_class[label].support,
+            ))
+    wrong_to_right, right_to_wrong = flips(y, a, b)
+
+    def examples(indices: list[int]) -> list[FlipExample]:
+        return [FlipExample(index=i, text=shorten(texts[i]), label=names[y[i]], base_prediction=names[a[i]],
+                            fine_tuned_prediction=names[b[i]]) for i in indices[:FLIP_EXAMPLES]]
+
+    by_key = {r.key: r for r in rows}
+    summary: dict[str, Any] = {"method": method, "num_examples": int(len(y))}
+    for key in ("accuracy", "f1_macro"):
+        r = by_key[key]
+        summary[key] = {"base": r.base[0], "fine_tuned": r.fine_tuned[0], "delta": r.delta[0],
+                        "delta_low": r.delta[1], "delta_high": r.delta[2], "p_value": r.p_value}
+    summary["wrong_to_right"] = len(wrong_to_right)
+    summary["right_to_wrong"] = len(right_to_wrong)
+    return Comparison(
+        task="text-classification", split=split, num_examples=int(len(y)), base_model=base_model,
+        fine_tuned_model=fine_tuned_model, method=method, confidence=confidence, bootstrap_samples=n_resamples,
+        permutations=n_perm, seed=seed, interval_method=BOOTSTRAP_METHOD, metrics=rows, per_class=per_class,
+        tests={r.key: r.test or "" for r in rows}, wrong_to_right=len(wrong_to_right),
+        right_to_wrong=len(right_to_wrong), wrong_to_right_examples=examples(wrong_to_right),
+        right_to_wrong_examples=examples(right_to_wrong), probe=probe, max_length=max_length, summary=summary,
+    )
+
+
+FLIP_TEXT_CHARS = 160
+
+
+def shorten(text: str, limit: int = FLIP_TEXT_CHARS) -> str:
+    """One line of at most ``limit`` characters, cut at a word boundary with an ellipsis."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip() + "…"
