@@ -185,9 +185,18 @@ def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) 
         return _run(cfg, progress, resume)
 
 
+@dataclass
+class _Loaded:
+    """What the run loaded before anything was written: checkpoint, tokenizer, data and model."""
+
+    directory: str
+    gguf: str | None
+    data: Any
+    loaded: Any
+    warnings: list[str]
+
+
 def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
-    from cardgen.environment import collect_environment
-    from cardgen.models import num_parameters, weights_size_on_disk
     from cardgen.tasks import get_task
 
     main = is_main_process()
@@ -200,10 +209,34 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     check_resume(cfg, out_dir, resume)
     task = get_task(cfg.task)
     timer = StageTimer(progress)
-    warnings: list[str] = []
+    inputs = _load(cfg, task, timer, progress)
+    record = _new_record(cfg, task, inputs)
 
+    # From here on the output directory is ours: everything above could fail on bad input without writing.
+    created = not out_dir.exists()
+    from cardgen.files import output_lock
+
+    lock = output_lock(out_dir) if main else contextlib.nullcontext()
+    try:
+        with lock:
+            interrupted = _stages(cfg, task, inputs, record, out_dir, timer, progress, resume, main)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a run that failed before writing anything leaves no trace
+        raise
+    if interrupted:
+        from cardgen.errors import RunInterrupted
+
+        raise RunInterrupted(f"training interrupted; the run record is in {out_dir / 'run.json'}",
+                             f"continue with: cardgen run CONFIG --output {out_dir} --resume")
+    return RunResult(output_dir=out_dir, record=record)
+
+
+def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _Loaded:
+    """Checkpoint config, tokenizer, data and model, each checked before anything is written."""
     from cardgen.models import load_tokenizer, resolve_source
 
+    warnings: list[str] = []
     with timer("load", f"Loading {cfg.model.name_or_path}"):
         model_config = auto_config(cfg)  # also fails early on a path that is no checkpoint
         directory, gguf = resolve_source(cfg.model)
@@ -228,69 +261,64 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
         # seed here, or two runs with the same seed start from different weights and end with different numbers.
         set_seed(cfg.training.seed if cfg.training is not None else 42)
         loaded = task.load_model(cfg, data.label_names, tokenizer=tokenizer)
+    return _Loaded(directory=directory, gguf=gguf, data=data, loaded=loaded, warnings=warnings)
 
-    environment = collect_environment()
+
+def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
+    """The run record before any stage ran: config, environment, model and data."""
+    from cardgen.environment import collect_environment
+    from cardgen.models import num_parameters, weights_size_on_disk
+
     model_record = ModelRecord(
         base_model=cfg.model.name_or_path,
         task=cfg.task,
         pipeline_tag=task.PIPELINE_TAG,
-        architecture=type(loaded.model).__name__,
-        num_parameters=num_parameters(loaded.model),
+        architecture=type(inputs.loaded.model).__name__,
+        num_parameters=num_parameters(inputs.loaded.model),
         revision=cfg.model.revision,
-        gguf_file=gguf,
-        newly_initialized=loaded.newly_initialized,
+        gguf_file=inputs.gguf,
+        newly_initialized=inputs.loaded.newly_initialized,
         trust_remote_code=cfg.model.trust_remote_code,
-        size_on_disk_bytes=weights_size_on_disk(directory),
+        size_on_disk_bytes=weights_size_on_disk(inputs.directory),
     )
-    record = RunRecord(
-        config=cfg.to_dict(), environment=environment, model=model_record, data=data.record,
+    return RunRecord(
+        config=cfg.to_dict(), environment=collect_environment(), model=model_record, data=inputs.data.record,
         created_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        cardgen_version=__version__, warnings=warnings,
+        cardgen_version=__version__, warnings=inputs.warnings,
     )
 
-    # From here on the output directory is ours: everything above could fail on bad input without writing.
-    created = not out_dir.exists()
-    from cardgen.files import output_lock
 
-    lock = output_lock(out_dir) if main else contextlib.nullcontext()
-    try:
-        with lock:
-            interrupted = False
-            if cfg.training is not None and main and cfg.compare.enabled and hasattr(task, "evaluate_base"):
-                # Training changes the model in place, so tasks that evaluate their base themselves (the LM and QA
-                # tasks) do it now, on the same examples and exactly as the fine-tuned model is evaluated later.
-                split = _eval_split(cfg, data)
-                with timer("evaluate_base", f"Evaluating the base model on the {split} split"):
-                    record.base_evaluation = task.evaluate_base(loaded, data.frames[split], cfg, data.label_names,
-                                                                split, progress)
-            if cfg.training is not None:
-                from cardgen.train import train
+def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_dir: Path, timer: StageTimer,
+            progress: Progress, resume: bool, main: bool) -> bool:
+    """Base evaluation, training, evaluation, comparison, benchmark and outputs; True when interrupted."""
+    loaded, data = inputs.loaded, inputs.data
+    interrupted = False
+    if cfg.training is not None and main and cfg.compare.enabled and hasattr(task, "evaluate_base"):
+        # Training changes the model in place, so tasks that evaluate their base themselves (the LM and QA
+        # tasks) do it now, on the same examples and exactly as the fine-tuned model is evaluated later.
+        split = _eval_split(cfg, data)
+        with timer("evaluate_base", f"Evaluating the base model on the {split} split"):
+            record.base_evaluation = task.evaluate_base(loaded, data.frames[split], cfg, data.label_names,
+                                                        split, progress)
+    if cfg.training is not None:
+        from cardgen.train import train
 
-                with timer("train", "Training"):
-                    record.training, interrupted = train(cfg, task, loaded, data, out_dir, progress, resume)
-                # Every process has finished training (and loaded the best checkpoint) before the main one
-                # evaluates alone and removes the checkpoints; after this point no process waits on another.
-                wait_for_all_processes()
-                if interrupted:
-                    record.status = "interrupted"
-            if not interrupted and main:
-                with timer("evaluate", f"Evaluating on the {cfg.evaluation.split} split"):
-                    record.evaluation = task.evaluate(loaded, data.frames[_eval_split(cfg, data)], cfg,
-                                                      data.label_names, "fine-tuned" if record.training else "model",
-                                                      _eval_split(cfg, data), progress)
-                _optional_stages(cfg, task, loaded, data, record, timer, progress)
-            if main:
-                _write_outputs(cfg, record, loaded, out_dir, timer, progress, save_model=not interrupted)
-    except BaseException:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a run that failed before writing anything leaves no trace
-        raise
-    if interrupted:
-        from cardgen.errors import RunInterrupted
-
-        raise RunInterrupted(f"training interrupted; the run record is in {out_dir / 'run.json'}",
-                             f"continue with: cardgen run CONFIG --output {out_dir} --resume")
-    return RunResult(output_dir=out_dir, record=record)
+        with timer("train", "Training"):
+            record.training, interrupted = train(cfg, task, loaded, data, out_dir, progress, resume)
+        # Every process has finished training (and loaded the best checkpoint) before the main one
+        # evaluates alone and removes the checkpoints; after this point no process waits on another.
+        wait_for_all_processes()
+        if interrupted:
+            record.status = "interrupted"
+    if not interrupted and main:
+        split = _eval_split(cfg, data)
+        with timer("evaluate", f"Evaluating on the {cfg.evaluation.split} split"):
+            record.evaluation = task.evaluate(loaded, data.frames[split], cfg, data.label_names,
+                                              "fine-tuned" if record.training else "model", split, progress)
+        _optional_stages(cfg, task, loaded, data, record, timer, progress)
+    if main:
+        _write_outputs(cfg, record, loaded, out_dir, timer, progress, save_model=not interrupted)
+    return interrupted
 
 
 def _eval_split(cfg: RunConfig, data: Any) -> str:
@@ -303,17 +331,21 @@ def _eval_split(cfg: RunConfig, data: Any) -> str:
 
 def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: RunRecord, timer: StageTimer,
                      progress: Progress) -> None:
-    """Comparison with the base model and the speed benchmark, when their modules and config ask for them."""
+    """Comparison with the base model and the speed benchmark, when the config asks for them; each stage
+    returns its records and only this function puts them into the run record."""
     if cfg.compare.enabled:
         from cardgen.compare.stage import compare_stage
 
         with timer("compare", "Comparing with the base model"):
-            compare_stage(cfg, task, loaded, data, record, progress)
+            record.base_evaluation, record.comparison = compare_stage(
+                cfg, task, loaded, data, training=record.training, evaluation=record.evaluation,
+                model=record.model, base_evaluation=record.base_evaluation, progress=progress)
     if cfg.benchmark.enabled:
         from cardgen.bench.stage import benchmark_stage
 
         with timer("benchmark", "Benchmarking speed and memory"):
-            benchmark_stage(cfg, task, loaded, data, record, progress)
+            record.benchmark = benchmark_stage(cfg, task, loaded, data, trained=record.training is not None,
+                                               progress=progress)
 
 
 def _write_outputs(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path, timer: StageTimer,

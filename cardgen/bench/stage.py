@@ -25,7 +25,7 @@ from cardgen.bench.scenarios import (
 from cardgen.bench.timing import Slot, latency_stats, run_interleaved, timed
 from cardgen.console import NullProgress, Progress
 from cardgen.models import size_on_disk
-from cardgen.record import EvalSetResult
+from cardgen.record import BenchmarkRecord, EvalSetResult
 
 if TYPE_CHECKING:
     from cardgen.config import RunConfig
@@ -41,10 +41,10 @@ EVAL_SET_EXAMPLES = 256  # real examples timed through the evaluation engine (th
 EVAL_SET_PASSES = 2  # timed passes over them per model, after the cold pass
 
 
-def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, record: Any,
-                    progress: Progress | None = None) -> None:
-    """Measure the base and the fine-tuned model (or the one model of a run without training) and set
-    ``record.benchmark``.
+def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, *, trained: bool,
+                    progress: Progress | None = None) -> BenchmarkRecord:
+    """Measure the base and the fine-tuned model (or the one model of a run without training, ``trained``
+    False) and return the BenchmarkRecord.
 
     The base checkpoint ``cfg.model`` is loaded the way the run loaded it (same task head) and moved to the
     fine-tuned model's device. The fine-tuned model is saved to a temporary directory once, to measure its size
@@ -59,7 +59,7 @@ def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, r
     load_s: dict[str, float] = {}
     sizes: dict[str, int | None] = {}
     notes: list[str] = []
-    if record.training is not None:
+    if trained:
         def load_base() -> Any:
             base = task.load_model(cfg, data.label_names or None, tokenizer=loaded.tokenizer)
             base.model.to(device).eval()
@@ -109,9 +109,9 @@ def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, r
                 bench.models[name].eval_set = result
     bench.settings.notes.extend(notes)
     finish_record(bench, start)
-    record.benchmark = bench
     del models
     gc.collect()
+    return bench
 
 
 def _checkpoint_path(cfg: RunConfig) -> Path | None:

@@ -13,43 +13,48 @@ from cardgen.compare.baseline import base_method, linear_probe, zero_shot
 from cardgen.compare.classification import classification_comparison, example_texts
 from cardgen.console import Progress
 from cardgen.models import auto_config
-from cardgen.record import (
-    RunRecord,
-)
+from cardgen.record import Comparison, EvaluationRecord, ModelRecord, TrainingRecord
 
 if TYPE_CHECKING:
-
     from cardgen.config import RunConfig
     from cardgen.data import PreparedData
     from cardgen.models import LoadedModel
 
 
-def compare_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: PreparedData, record: RunRecord,
-                  progress: Progress) -> None:
-    """The run's comparison stage: evaluate the base model on the run's test examples and compare.
+def compare_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: PreparedData, *,
+                  training: TrainingRecord | None, evaluation: EvaluationRecord | None, model: ModelRecord,
+                  base_evaluation: EvaluationRecord | None,
+                  progress: Progress) -> tuple[EvaluationRecord | None, Comparison | None]:
+    """The run's comparison stage: the base model on the run's test examples, compared with the fine-tuned one.
 
-    Fills ``record.base_evaluation`` and ``record.comparison``. Does nothing when there was no training (the
-    documented checkpoint is its own base). For the LM and QA tasks the base was evaluated by the task before
-    training; this stage adds intervals and paired tests from both evaluations' per-document scores.
+    Nothing to do without training (the documented checkpoint is its own base). Classification evaluates the
+    base here (zero-shot or a linear probe); the LM and QA tasks evaluated their base before training
+    (``base_evaluation``), and this stage adds intervals and paired tests from both evaluations' per-document
+    scores.
 
     Args:
         cfg: The run's config; ``cfg.model`` is the base checkpoint, ``cfg.compare`` the statistics settings.
         task: The task module.
-        loaded: The fine-tuned model (already evaluated into ``record.evaluation``).
+        loaded: The fine-tuned model (already evaluated into ``evaluation``).
         data: The prepared splits; the probe is fitted on ``data.frames["train"]``.
-        record: The run record to extend.
+        training: The run's training record (None: no training, nothing to compare).
+        evaluation: The fine-tuned model's evaluation.
+        model: The run's model record (which weights were newly initialised).
+        base_evaluation: The base's evaluation made before training, for the tasks that make one.
         progress: Where to report progress.
+
+    Returns:
+        (the base model's evaluation, the comparison); either may be None.
     """
-    if record.training is None or record.evaluation is None:
-        return
+    if training is None or evaluation is None:
+        return base_evaluation, None
     if task.NAME != "text-classification":
-        _score_stage(cfg, task, record, progress)
-        return
+        return base_evaluation, _score_stage(cfg, task, base_evaluation, evaluation, progress)
     start = time.perf_counter()
-    ev = record.evaluation
+    ev = evaluation
     frame = data.frames[ev.split]
     device = _device_of(loaded.model)
-    method = base_method(auto_config(cfg), data.label_names, record.model.newly_initialized)
+    method = base_method(auto_config(cfg), data.label_names, model.newly_initialized)
     probe = None
     base_eval = None
     if method == "zero-shot":
@@ -61,34 +66,35 @@ def compare_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Prepared
             max_train=cfg.compare.probe_max_train, seed=cfg.compare.seed, batch_size=cfg.evaluation.batch_size,
             device=device, progress=progress,
         )
-    record.base_evaluation = base_eval
     c = cfg.compare
-    record.comparison = classification_comparison(
-        ev.labels, base_eval.predictions, ev.predictions, data.label_names, texts=example_texts(frame), split=ev.split,
-        base_model=cfg.model.name_or_path, fine_tuned_model=_run_name(cfg), method=method,
+    comparison = classification_comparison(
+        ev.labels, base_eval.predictions, ev.predictions, data.label_names, texts=example_texts(frame),
+        split=ev.split, base_model=cfg.model.name_or_path, fine_tuned_model=_run_name(cfg), method=method,
         n_resamples=c.bootstrap_samples, confidence=c.confidence, seed=c.seed, probe=probe,
         max_length=data.record.max_length,
     )
-    record.comparison.seconds = round(time.perf_counter() - start, 2)
+    comparison.seconds = round(time.perf_counter() - start, 2)
+    return base_eval, comparison
 
 
-def _score_stage(cfg: RunConfig, task: Any, record: RunRecord, progress: Progress) -> None:
+def _score_stage(cfg: RunConfig, task: Any, base: EvaluationRecord | None, ev: EvaluationRecord,
+                 progress: Progress) -> Comparison | None:
     """LM and QA tasks: intervals and paired tests from the per-document scores both evaluations kept."""
     from cardgen.compare.documents import score_comparison, supports
 
-    base, ev = record.base_evaluation, record.evaluation
-    if base is None or ev is None or not supports(task.NAME):
-        return
+    if base is None or not supports(task.NAME):
+        return None
     if not base.extra.get("meaningful", True):
         progress.note("the base model's head is newly initialised: its numbers are shown as not meaningful, "
                       "without intervals or a significance test")
-        return
+        return None
     start = time.perf_counter()
     c = cfg.compare
-    record.comparison = score_comparison(task.NAME, base, ev, base_model=cfg.model.name_or_path,
-                                         fine_tuned_model=_run_name(cfg), n_resamples=c.bootstrap_samples,
-                                         confidence=c.confidence, seed=c.seed)
-    record.comparison.seconds = round(time.perf_counter() - start, 2)
+    comparison = score_comparison(task.NAME, base, ev, base_model=cfg.model.name_or_path,
+                                  fine_tuned_model=_run_name(cfg), n_resamples=c.bootstrap_samples,
+                                  confidence=c.confidence, seed=c.seed)
+    comparison.seconds = round(time.perf_counter() - start, 2)
+    return comparison
 
 
 def _device_of(model: Any) -> Any:
