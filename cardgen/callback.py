@@ -18,10 +18,8 @@ for ``cardgen run``, and merged into an existing hand-edited README.md (text out
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from cardgen.record import (
     TrainingRecord,
 )
 from cardgen.tasks.catalog import TASK_BY_CLASS
+from cardgen.train import training_record
 
 logger = logging.getLogger(__name__)
 
@@ -283,70 +282,6 @@ def _length(dataset: Any) -> int | None:
         return len(dataset)
     except TypeError:  # an iterable dataset
         return None
-
-
-def training_record(args: Any, state: Any) -> TrainingRecord:
-    """A TrainingRecord from TrainingArguments and a TrainerState, as cardgen's own training stage makes it."""
-    from cardgen.train import (
-        effective_arguments,
-        epoch_rows,
-        find_best,
-        jsonable,
-        overfitting,
-        trainer_card_hyperparameters,
-    )
-
-    rows = epoch_rows(state.log_history)
-    metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
-    greater = args.greater_is_better if args.greater_is_better is not None else metric not in ("loss", "perplexity")
-    best = find_best(rows, metric, greater)
-    over, note = overfitting(rows, best)
-    with _accelerate_state_kept():
-        values, non_default = effective_arguments(args)
-    world = max(1, args.world_size)
-    final: dict[str, Any] = next((e for e in reversed(state.log_history) if "train_runtime" in e), {})
-    return TrainingRecord(
-        arguments=values,
-        non_default=non_default,
-        hyperparameters={k: jsonable(v) for k, v in trainer_card_hyperparameters(args).items()},
-        epochs=rows,
-        metric_for_best_model=metric,
-        greater_is_better=bool(greater),
-        best_epoch=best.epoch if best else None,
-        best_step=best.step if best else None,
-        best_metric=(best.validation_loss if metric == "loss" else best.metrics.get(metric)) if best else None,
-        overfitting=over,
-        overfitting_note=note,
-        train_loss=float(final["train_loss"]) if "train_loss" in final else None,
-        train_runtime_s=round(float(final.get("train_runtime", 0.0)), 2),
-        train_samples_per_second=final.get("train_samples_per_second"),
-        total_flos=float(state.total_flos or 0.0),
-        global_step=int(state.global_step),
-        num_devices=world,
-        total_train_batch_size=args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
-        total_eval_batch_size=args.per_device_eval_batch_size * world,
-        # Ended before the planned steps: early stopping (or a callback that stopped training).
-        stopped_early=bool(state.max_steps) and state.global_step < state.max_steps,
-    )
-
-
-@contextlib.contextmanager
-def _accelerate_state_kept() -> Iterator[None]:
-    """Keep accelerate's process-wide state across the block.
-
-    ``effective_arguments`` builds a default TrainingArguments to compare against, and building one resets
-    accelerate's shared state; the user's Trainer is still alive (``trainer.evaluate`` after ``train``) and
-    needs it.
-    """
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    saved = [(cls, dict(cls._shared_state)) for cls in (PartialState, AcceleratorState, GradientState)]
-    try:
-        yield
-    finally:
-        for cls, state in saved:
-            cls._shared_state.clear()
-            cls._shared_state.update(state)
 
 
 def _training_evaluation(args: Any, training: TrainingRecord, eval_ds: Any) -> EvaluationRecord | None:

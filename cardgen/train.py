@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import math
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +339,77 @@ def last_checkpoint(out_dir: Path) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
+def training_record(args: Any, state: Any, *, metric: str | None = None, greater: bool | None = None,
+                    stopped_early: bool | None = None, resumed_from: str | None = None) -> TrainingRecord:
+    """The TrainingRecord of a finished ``Trainer.train()``, from its TrainingArguments and TrainerState.
+
+    The one builder: cardgen's training stage and CardgenCallback both call it.
+
+    Args:
+        args: The TrainingArguments.
+        state: The TrainerState after training (its log history holds the per-epoch rows and the final summary).
+        metric: The metric that picked the best epoch (default: ``args.metric_for_best_model``, else the loss).
+        greater: Whether larger is better for ``metric`` (default: ``args.greater_is_better``, else by name).
+        stopped_early: Whether training ended before its planned steps because of early stopping (default: it
+            ended before ``state.max_steps``).
+        resumed_from: The checkpoint training resumed from.
+    """
+    metric = metric or (args.metric_for_best_model or "loss").removeprefix("eval_")
+    if greater is None:
+        greater = args.greater_is_better if args.greater_is_better is not None else metric not in ("loss", "perplexity")
+    rows = epoch_rows(state.log_history)
+    best = find_best(rows, metric, greater)
+    over, note = overfitting(rows, best)
+    with _accelerate_state_kept():
+        values, non_default = effective_arguments(args)
+    world = max(1, args.world_size)
+    final: dict[str, Any] = next((e for e in reversed(state.log_history) if "train_runtime" in e), {})
+    if stopped_early is None:
+        stopped_early = bool(state.max_steps) and state.global_step < state.max_steps
+    return TrainingRecord(
+        arguments=values,
+        non_default=non_default,
+        hyperparameters={k: jsonable(v) for k, v in trainer_card_hyperparameters(args).items()},
+        epochs=rows,
+        metric_for_best_model=metric,
+        greater_is_better=bool(greater),
+        best_epoch=best.epoch if best else None,
+        best_step=best.step if best else None,
+        best_metric=(best.validation_loss if metric == "loss" else best.metrics.get(metric)) if best else None,
+        overfitting=over,
+        overfitting_note=note,
+        train_loss=float(final["train_loss"]) if final.get("train_loss") is not None else None,
+        train_runtime_s=round(float(final.get("train_runtime", 0.0)), 2),
+        train_samples_per_second=final.get("train_samples_per_second"),
+        total_flos=float(state.total_flos or 0.0),
+        global_step=int(state.global_step),
+        num_devices=world,
+        total_train_batch_size=args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
+        total_eval_batch_size=args.per_device_eval_batch_size * world,
+        stopped_early=stopped_early,
+        resumed_from=resumed_from,
+    )
+
+
+@contextlib.contextmanager
+def _accelerate_state_kept() -> Iterator[None]:
+    """Keep accelerate's process-wide state across the block.
+
+    ``effective_arguments`` builds a default TrainingArguments to compare against, and building one resets
+    accelerate's shared state; the user's Trainer is still alive (``trainer.evaluate`` after ``train``) and
+    needs it.
+    """
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    saved = [(cls, dict(cls._shared_state)) for cls in (PartialState, AcceleratorState, GradientState)]
+    try:
+        yield
+    finally:
+        for cls, state in saved:
+            cls._shared_state.clear()
+            cls._shared_state.update(state)
+
+
 def train(
     cfg: RunConfig,
     task: Any,
@@ -371,39 +444,14 @@ def train(
     checkpoint = last_checkpoint(out_dir) if resume else None
     stop.install()
     try:
-        output = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.train(resume_from_checkpoint=checkpoint)
     finally:
         stop.restore()
     loaded.model = trainer.model
     loaded.model.eval()
-    rows = epoch_rows(trainer.state.log_history)
-    best = find_best(rows, metric, greater)
-    over, note = overfitting(rows, best)
-    values, non_default = effective_arguments(args)
-    world = max(1, args.world_size)
-    record = TrainingRecord(
-        arguments=values,
-        non_default=non_default,
-        hyperparameters={k: jsonable(v) for k, v in trainer_card_hyperparameters(args).items()},
-        epochs=rows,
-        metric_for_best_model=metric,
-        greater_is_better=greater,
-        best_epoch=best.epoch if best else None,
-        best_step=best.step if best else None,
-        best_metric=(best.validation_loss if metric == "loss" else best.metrics.get(metric)) if best else None,
-        overfitting=over,
-        overfitting_note=note,
-        train_loss=float(output.training_loss) if output.training_loss is not None else None,
-        train_runtime_s=round(float(output.metrics.get("train_runtime", 0.0)), 2),
-        train_samples_per_second=output.metrics.get("train_samples_per_second"),
-        total_flos=float(trainer.state.total_flos),
-        global_step=int(trainer.state.global_step),
-        num_devices=world,
-        total_train_batch_size=args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
-        total_eval_batch_size=args.per_device_eval_batch_size * world,
+    record = training_record(
+        args, trainer.state, metric=metric, greater=greater, resumed_from=Path(checkpoint).name if checkpoint else None,
         stopped_early=bool(t.early_stopping_patience) and trainer.state.global_step < trainer.state.max_steps
-        and not stop.stopped,
-        resumed_from=Path(checkpoint).name if checkpoint else None,
-    )
+        and not stop.stopped)
     # A Ctrl-C that lands after the last step (during the final evaluation) stopped nothing.
     return record, stop.stopped and trainer.state.global_step < trainer.state.max_steps

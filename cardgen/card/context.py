@@ -16,6 +16,7 @@ from cardgen.stats.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from cardgen.tasks.catalog import TASK_NAMES
 
 # Kept in run.json but left out of the per-epoch table to keep it readable.
+NEWLY_INITIALIZED_SHOWN = 8  # weight names listed in the card; the rest are counted
 EPOCH_TABLE_SKIP = {"precision_positive", "recall_positive"}
 
 
@@ -273,13 +274,15 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "hyperparameters": hp,
         "other_settings": other,
         "epoch_table": _epoch_table(record),
-        "training": record.training,
+        "stopped_early": bool(record.training and record.training.stopped_early),
+        "resumed_from": record.training.resumed_from if record.training else None,
         "best_epoch": fmt(record.training.best_epoch, 2) if record.training and record.training.best_epoch else None,
         "best_metric_name": METRIC_NAMES.get(record.training.metric_for_best_model,
                                              record.training.metric_for_best_model) if record.training else None,
         "best_metric": fmt(record.training.best_metric) if record.training else None,
         "overfitting_note": record.training.overfitting_note if record.training else None,
-        "newly_initialized": record.model.newly_initialized,
+        "newly_initialized": record.model.newly_initialized[:NEWLY_INITIALIZED_SHOWN],
+        "newly_initialized_more": max(0, len(record.model.newly_initialized) - NEWLY_INITIALIZED_SHOWN),
         "model_notes": record.model.notes,
         "num_parameters": f"{record.model.num_parameters / 1e6:.1f}M",
         "architecture": record.model.architecture,
@@ -307,5 +310,4 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "cardgen_version": record.cardgen_version,
         "schema_version": record.schema_version,
         "dataset_type": dtype,
-        "extras": record.extras,
     }
