@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cardgen.config import DataConfig
-from cardgen.errors import DataError
+from cardgen.errors import DataError, first_line
 from cardgen.record import DataRecord, SplitRecord
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def read_table(path: str | Path, fmt: str | None = None, text_column: str = "tex
             lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
             frame = pd.DataFrame({text_column: lines})
     except (ValueError, pd.errors.ParserError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"cannot read {path} as {fmt}: {first}", "check the file's format") from exc
     if len(frame) == 0:
         raise DataError(f"data file {path} has no examples", "add rows below the header")
@@ -170,7 +170,7 @@ def _load_hub(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]
     except FileNotFoundError as exc:
         raise DataError(f"dataset {name!r} was not found", "check data.dataset, or go online for Hub ids") from exc
     except (ValueError, ConnectionError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise DataError(f"cannot load dataset {name!r}: {msg}", "check data.dataset and data.dataset_config") from exc
     frames, sources = {}, {}
     for split in SPLITS:

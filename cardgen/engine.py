@@ -139,6 +139,56 @@ def _cuda_token_budget(device: Any, tokens: int, peak_bytes: int, rows: int) -> 
     return int(tokens * min(scale, MAX_ROWS / max(1, rows)))
 
 
+def _reset_peak(device: Any) -> int:
+    """Start measuring the allocator's peak on a CUDA device; the bytes allocated now."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return int(torch.cuda.memory_allocated(device))
+
+
+def _peak_since(device: Any, before: int) -> int:
+    """Peak bytes allocated on a CUDA device since :func:`_reset_peak`, above what was there before."""
+    import torch
+
+    return int(torch.cuda.max_memory_allocated(device)) - before
+
+
+def _halved(device: Any, rows: int, width: int, budget: int | None) -> tuple[int, int | None, bool]:
+    """After an out-of-memory error on ``rows`` examples of ``width`` tokens: (rows, token budget, grow) for the
+    retry with half as many; the cache is emptied on CUDA and the budget never grows again."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    rows = max(1, rows // 2)
+    return rows, None if budget is None else rows * width, False
+
+
+def _on_device(arrays: dict[str, np.ndarray], device: Any) -> dict[str, Any]:
+    """Host arrays as tensors on ``device``; on CUDA through pinned memory, so the copy overlaps with compute."""
+    import torch
+
+    if device.type != "cuda":
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return {k: torch.from_numpy(v).pin_memory().to(device, non_blocking=True) for k, v in arrays.items()}
+
+
+def _in_input_order(collected: dict[str, list[Any]], done: list[int]) -> dict[str, np.ndarray]:
+    """Each output's batches concatenated and put back in input order (``done``: input indices as processed)."""
+    import torch
+
+    inverse = np.empty(len(done), dtype=np.int64)
+    inverse[np.asarray(done, dtype=np.int64)] = np.arange(len(done))
+    outputs = {}
+    for key, parts in collected.items():
+        # One transfer at the end: the only host synchronisation of the whole evaluation.
+        merged = torch.cat([p.float() if p.is_floating_point() else p for p in parts]).cpu().numpy()
+        outputs[key] = merged[inverse]
+    return outputs
+
+
 def run_engine(
     model: Any,
     features: Sequence[Features],
@@ -184,11 +234,6 @@ def run_engine(
     start = time.perf_counter()
     progress.start_task(description, total=len(features))
 
-    def to_device(array: np.ndarray) -> Any:
-        tensor = torch.from_numpy(array)
-        # Pinned host memory lets the copy overlap with compute; a plain copy blocks the host on CUDA.
-        return tensor.pin_memory().to(device, non_blocking=True) if cuda else tensor
-
     with torch.inference_mode(), sdpa_attention(model):
         i = 0
         while i < len(order):
@@ -196,32 +241,23 @@ def run_engine(
             take = rows if budget is None else max(1, min(MAX_ROWS, budget // width))
             idx = order[i : i + take]
             arrays = pad_batch([features[j] for j in idx], pad_values)
-            batch = {k: to_device(v) for k, v in arrays.items()}
-            for key, values in extra_arrays.items():
-                batch[key] = to_device(np.ascontiguousarray(values[idx]))
+            batch = _on_device({**arrays, **{k: np.ascontiguousarray(v[idx]) for k, v in extra_arrays.items()}},
+                               device)
             measure_peak = grow and num_batches == 0
-            if measure_peak:
-                torch.cuda.synchronize(device)
-                torch.cuda.reset_peak_memory_stats(device)
-                before = torch.cuda.memory_allocated(device)
+            before = _reset_peak(device) if measure_peak else 0
             try:
                 out = step(model, batch)
             except RuntimeError as exc:  # out-of-memory errors are RuntimeErrors
                 if not is_out_of_memory(exc) or len(idx) == 1:
                     raise
                 del batch
-                if cuda:
-                    torch.cuda.empty_cache()
                 # Halve this batch and retry; later batches keep the smaller size.
-                rows = max(1, len(idx) // 2)
-                budget = None if budget is None else rows * width
-                grow = False
+                rows, budget, grow = _halved(device, len(idx), width, budget)
                 continue
             if pack and num_batches == 0:
                 budget = arrays["input_ids"].size
                 if measure_peak:
-                    peak = torch.cuda.max_memory_allocated(device) - before
-                    budget = max(budget, _cuda_token_budget(device, budget, peak, len(idx)))
+                    budget = max(budget, _cuda_token_budget(device, budget, _peak_since(device, before), len(idx)))
             for key, tensor in out.items():
                 collected.setdefault(key, []).append(tensor.detach())
             processed += arrays["input_ids"].size
@@ -231,12 +267,5 @@ def run_engine(
             i += len(idx)
             progress.advance(len(idx))
     progress.end_task()
-    inverse = np.empty(len(done), dtype=np.int64)
-    inverse[np.asarray(done, dtype=np.int64)] = np.arange(len(done))
-    outputs = {}
-    for key, parts in collected.items():
-        # One transfer at the end: the only host synchronisation of the whole evaluation.
-        merged = torch.cat([p.float() if p.is_floating_point() else p for p in parts]).cpu().numpy()
-        outputs[key] = merged[inverse]
-    return EngineResult(outputs=outputs, real_tokens=int(sum(lengths)), processed_tokens=int(processed),
+    return EngineResult(outputs=_in_input_order(collected, done), real_tokens=int(sum(lengths)), processed_tokens=int(processed),
                         seconds=time.perf_counter() - start, num_batches=num_batches, max_batch_size=largest)

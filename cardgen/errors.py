@@ -69,3 +69,9 @@ class RunInterrupted(CardgenError):
     """The user interrupted a run; what was done so far is saved."""
 
     exit_code = 130
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cardgen.config import ModelConfig, RunConfig
-from cardgen.errors import ModelError
+from cardgen.errors import ModelError, first_line
 
 PICKLE_FILES = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack", "pytorch_model.bin.index.json")
 SAFE_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -97,7 +97,7 @@ def load_tokenizer(cfg: ModelConfig, directory: str, gguf: str | None) -> Any:
             directory, revision=cfg.revision, gguf_file=gguf, trust_remote_code=cfg.trust_remote_code
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"cannot load a tokenizer from {cfg.name_or_path}: {_first_line(exc)}",
+        raise ModelError(f"cannot load a tokenizer from {cfg.name_or_path}: {first_line(exc)}",
                          "the checkpoint needs its tokenizer files (tokenizer.json or vocab files)") from exc
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:
@@ -149,11 +149,11 @@ def load_pretrained(auto_class: Any, cfg: ModelConfig, tokenizer: Any = None, **
             raise ModelError(f"{cfg.name_or_path} needs its own code to load (trust_remote_code)",
                              "read that code, then set model.trust_remote_code: true") from exc
         if "Unrecognized configuration class" in text or "Unrecognized model" in text:
-            raise ModelError(f"{cfg.name_or_path} does not support this task: {_first_line(exc)}",
+            raise ModelError(f"{cfg.name_or_path} does not support this task: {first_line(exc)}",
                              "pick a checkpoint whose architecture has a head for this task") from exc
-        raise ModelError(f"cannot load {cfg.name_or_path}: {_first_line(exc)}", "check model.name_or_path") from exc
+        raise ModelError(f"cannot load {cfg.name_or_path}: {first_line(exc)}", "check model.name_or_path") from exc
     except (OSError, KeyError, TypeError, RuntimeError) as exc:
-        raise ModelError(f"cannot load {cfg.name_or_path}: {_first_line(exc)}", "check model.name_or_path") from exc
+        raise ModelError(f"cannot load {cfg.name_or_path}: {first_line(exc)}", "check model.name_or_path") from exc
     finally:
         tf_logger.removeHandler(handler)
     seconds = time.perf_counter() - start
@@ -242,10 +242,6 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 def size_on_disk(path: str | os.PathLike[str]) -> int:
     """Bytes of a checkpoint: a file's size, or the sum of the files directly inside a directory.
@@ -280,7 +276,7 @@ def auto_config(cfg: RunConfig) -> Any:
     except (OSError, ValueError, KeyError) as exc:
         from cardgen.errors import ModelError
 
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if "trust_remote_code" in str(exc):
             raise ModelError(f"{cfg.model.name_or_path} needs its own code to load (trust_remote_code)",
                              "read that code, then set model.trust_remote_code: true") from exc

@@ -16,7 +16,7 @@ from cardgen.bench.scenarios import (
     finish_record,
 )
 from cardgen.bench.timing import timed
-from cardgen.errors import ConfigError, ModelError
+from cardgen.errors import ConfigError, ModelError, first_line
 from cardgen.models import size_on_disk
 from cardgen.record import BenchmarkRecord
 
@@ -80,7 +80,7 @@ def load_checkpoint(name: str, device: Any, like: Any = None) -> tuple[Any, Any,
     try:
         config = AutoConfig.from_pretrained(directory, gguf_file=gguf)
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(f"cannot read the model config of {name}: {first}",
                          "give a checkpoint directory (with config.json), a .gguf file or a Hub id") from exc
     kwargs: dict[str, Any] = {}

@@ -260,64 +260,46 @@ def benchmark_models(
     check_budget(warmup, min_iterations, min_seconds)
     device = _check_common(models, batch_sizes, sequence_length, rounds, inputs, "sequence_length")
     dtype = autocast_dtype(precision, device)
-    settings = _settings(
-        device=device,
-        precision=precision,
-        dtype=dtype,
-        compile=compile,
-        batch_sizes=batch_sizes,
-        length=sequence_length,
-        inputs=inputs,
-        warmup=warmup,
-        min_iterations=min_iterations,
-        min_seconds=min_seconds,
-        rounds=rounds,
-        seed=seed,
-    )
+    settings = _settings(device=device, precision=precision, dtype=dtype, compile=compile, batch_sizes=batch_sizes,
+                         length=sequence_length, inputs=inputs, warmup=warmup, min_iterations=min_iterations,
+                         min_seconds=min_seconds, rounds=rounds, seed=seed)
     record = BenchmarkRecord(
         settings=settings,
         models={name: _model_entry(name, m, device, load_s, checkpoints) for name, (m, _) in models.items()},
     )
     runners = {name: (torch.compile(m) if compile else m) for name, (m, _) in models.items()}
-    synthetic = inputs == "synthetic"
-    ids = (
-        synthetic_ids(max(batch_sizes), sequence_length, shared_vocab_size(models), seed=seed)
-        if synthetic
-        else None
-    )
-
+    ids = synthetic_ids(max(batch_sizes), sequence_length, shared_vocab_size(models), seed=seed) \
+        if inputs == "synthetic" else None
     with _eval_mode([m for m, _ in models.values()]), torch.inference_mode(), autocast_context(device, dtype):
         for batch_size in batch_sizes:
-            slots: dict[Hashable, Slot] = {}
-            shapes: dict[str, tuple[int, int]] = {}
-            for name, (model, tokenizer) in models.items():
-                if ids is not None:
-                    arrays = synthetic_batch(ids[:batch_size], input_names(tokenizer))
-                else:
-                    arrays = text_batch(
-                        inputs, batch_size, sequence_length, tokenizer, pad_id_of(tokenizer, model)
-                    )
-                batch = to_device(arrays, device)
-                shapes[name] = (arrays["input_ids"].shape[1], int(arrays["attention_mask"].sum()))
-                runner = runners[name]
-                slots[name] = Slot(call=partial(runner, **batch), device=device)
-            run_interleaved(
-                slots, warmup=warmup, min_iterations=min_iterations, min_seconds=min_seconds, rounds=rounds
-            )
+            slots, shapes = _forward_slots(models, runners, batch_size, ids, inputs, sequence_length, device)
+            run_interleaved(slots, warmup=warmup, min_iterations=min_iterations, min_seconds=min_seconds,
+                            rounds=rounds)
             for name in models:
                 slot, (width, tokens) = slots[name], shapes[name]
                 assert slot.memory is not None
-                record.models[name].batches.append(
-                    BatchResult(
-                        batch_size=batch_size,
-                        sequence_length=width,
-                        tokens_per_batch=tokens,
-                        cold_s=slot.cold_s,
-                        latency=latency_stats(slot.seconds, batch_size, tokens_per_batch=tokens),
-                        memory=slot.memory,
-                    )
-                )
+                record.models[name].batches.append(BatchResult(
+                    batch_size=batch_size, sequence_length=width, tokens_per_batch=tokens, cold_s=slot.cold_s,
+                    latency=latency_stats(slot.seconds, batch_size, tokens_per_batch=tokens), memory=slot.memory))
     return record
+
+
+def _forward_slots(models: Mapping[str, tuple[Any, Any]], runners: Mapping[str, Any], batch_size: int,
+                   ids: np.ndarray | None, inputs: Any, sequence_length: int, device: Any,
+                   ) -> tuple[dict[Hashable, Slot], dict[str, tuple[int, int]]]:
+    """One timed forward call per model at ``batch_size``, its inputs already on the device; and each batch's
+    (padded width, real tokens)."""
+    slots: dict[Hashable, Slot] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    for name, (model, tokenizer) in models.items():
+        if ids is not None:
+            arrays = synthetic_batch(ids[:batch_size], input_names(tokenizer))
+        else:
+            arrays = text_batch(inputs, batch_size, sequence_length, tokenizer, pad_id_of(tokenizer, model))
+        batch = to_device(arrays, device)
+        shapes[name] = (arrays["input_ids"].shape[1], int(arrays["attention_mask"].sum()))
+        slots[name] = Slot(call=partial(runners[name], **batch), device=device)
+    return slots, shapes
 
 
 def benchmark_generation(
@@ -370,96 +352,40 @@ def benchmark_generation(
     import torch
 
     if new_tokens < 2:
-        raise ConfigError(
-            f"`benchmark.new_tokens` must be >= 2 to separate decoding from the first token "
-            f"(got {new_tokens})"
-        )
+        raise ConfigError(f"`benchmark.new_tokens` must be >= 2 to separate decoding from the first token "
+                          f"(got {new_tokens})")
     check_budget(warmup, min_iterations, min_seconds)
     device = _check_common(models, [batch_size], prompt_length, rounds, inputs, "prompt_length")
     dtype = autocast_dtype(precision, device)
     if record is None:
-        record = BenchmarkRecord(
-            settings=_settings(
-                device=device,
-                precision=precision,
-                dtype=dtype,
-                compile=False,
-                batch_sizes=[batch_size],
-                length=prompt_length,
-                inputs=inputs,
-                warmup=warmup,
-                min_iterations=min_iterations,
-                min_seconds=min_seconds,
-                rounds=rounds,
-                seed=seed,
-            ),
-            models={},
-        )
+        settings = _settings(device=device, precision=precision, dtype=dtype, compile=False, batch_sizes=[batch_size],
+                             length=prompt_length, inputs=inputs, warmup=warmup, min_iterations=min_iterations,
+                             min_seconds=min_seconds, rounds=rounds, seed=seed)
+        record = BenchmarkRecord(settings=settings, models={})
     for name, (model, _) in models.items():
         if name not in record.models:
             record.models[name] = _model_entry(name, model, device, load_s, checkpoints)
-    ids = (
-        synthetic_ids(batch_size, prompt_length, shared_vocab_size(models), seed=seed)
-        if inputs == "synthetic"
+    ids = synthetic_ids(batch_size, prompt_length, shared_vocab_size(models), seed=seed) if inputs == "synthetic" \
         else None
-    )
 
-    slots: dict[Hashable, Slot] = {}
-    prompt_widths: dict[str, int] = {}
     with _eval_mode([m for m, _ in models.values()]), torch.inference_mode(), autocast_context(device, dtype):
-        for name, (model, tokenizer) in models.items():
-            pad_id = pad_id_of(tokenizer, model)
-            if ids is not None:
-                arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-            else:
-                arrays = text_batch(inputs, batch_size, prompt_length, tokenizer, pad_id, left=True)
-                arrays.pop("token_type_ids", None)
-            batch = to_device(arrays, device)
-            prompt_widths[name] = arrays["input_ids"].shape[1]
-            common = {"do_sample": False, "num_beams": 1, "use_cache": True, "pad_token_id": pad_id}
-            for kind, count in (("ttft", 1), ("full", new_tokens)):
-                kwargs = {**common, "max_new_tokens": count, "min_new_tokens": count}
-                slots[(name, kind)] = Slot(call=partial(model.generate, **batch, **kwargs), device=device)
+        slots, prompt_widths = _generation_slots(models, ids, inputs, batch_size, prompt_length, new_tokens, device)
 
         def check(key: Hashable, output: Any) -> None:
             model_name, kind = str(key[0]), str(key[1])  # type: ignore[index]
             expected = 1 if kind == "ttft" else new_tokens
             produced = output.shape[-1] - prompt_widths[model_name]
             if produced != expected:
-                raise ModelError(
-                    f"model `{model_name}` generated {produced} new tokens instead of {expected}",
-                    hint="check its generation config (stop strings, max_length)",
-                )
+                raise ModelError(f"model `{model_name}` generated {produced} new tokens instead of {expected}",
+                                 hint="check its generation config (stop strings, max_length)")
 
-        run_interleaved(
-            slots,
-            warmup=warmup,
-            min_iterations=min_iterations,
-            min_seconds=min_seconds,
-            rounds=rounds,
-            check=check,
-        )
+        run_interleaved(slots, warmup=warmup, min_iterations=min_iterations, min_seconds=min_seconds, rounds=rounds,
+                        check=check)
     for name in models:
-        ttft, full = slots[(name, "ttft")], slots[(name, "full")]
-        first = latency_stats(ttft.seconds, batch_size, tokens_per_batch=batch_size)
-        whole = latency_stats(full.seconds, batch_size, tokens_per_batch=batch_size * new_tokens)
-        decode_s = whole.mean_s - first.mean_s
-        assert ttft.memory is not None and full.memory is not None
-        memory = full.memory if full.memory.rss_peak_bytes >= ttft.memory.rss_peak_bytes else ttft.memory
         record.models[name].generation.append(
-            GenerationResult(
-                batch_size=batch_size,
-                prompt_length=prompt_widths[name],
-                new_tokens=new_tokens,
-                cold_s=full.cold_s,
-                time_to_first_token=first,
-                generate=whole,
-                decode_tokens_per_s=batch_size * (new_tokens - 1) / decode_s if decode_s > 0 else None,
-                memory=memory,
-            )
-        )
+            _generation_result(slots[(name, "ttft")], slots[(name, "full")], batch_size, prompt_widths[name],
+                               new_tokens))
     return record
-
 
 
 # --------------------------------------------------------------------------------------------------- entry points
@@ -470,3 +396,46 @@ def finish_record(bench: BenchmarkRecord, start: float) -> None:
     bench.seconds = round(time.perf_counter() - start, 3)
     if hasattr(os, "getloadavg"):
         bench.load_average = [round(x, 2) for x in os.getloadavg()]
+
+
+def _generation_slots(models: Mapping[str, tuple[Any, Any]], ids: np.ndarray | None, inputs: Any, batch_size: int,
+                      prompt_length: int, new_tokens: int, device: Any,
+                      ) -> tuple[dict[Hashable, Slot], dict[str, int]]:
+    """Two timed ``generate`` calls per model (first token only, and ``new_tokens``), left-padded prompts on the
+    device; and each model's prompt width."""
+    slots: dict[Hashable, Slot] = {}
+    prompt_widths: dict[str, int] = {}
+    for name, (model, tokenizer) in models.items():
+        pad_id = pad_id_of(tokenizer, model)
+        if ids is not None:
+            arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        else:
+            arrays = text_batch(inputs, batch_size, prompt_length, tokenizer, pad_id, left=True)
+            arrays.pop("token_type_ids", None)
+        batch = to_device(arrays, device)
+        prompt_widths[name] = arrays["input_ids"].shape[1]
+        common = {"do_sample": False, "num_beams": 1, "use_cache": True, "pad_token_id": pad_id}
+        for kind, count in (("ttft", 1), ("full", new_tokens)):
+            kwargs = {**common, "max_new_tokens": count, "min_new_tokens": count}
+            slots[(name, kind)] = Slot(call=partial(model.generate, **batch, **kwargs), device=device)
+    return slots, prompt_widths
+
+
+def _generation_result(ttft: Slot, full: Slot, batch_size: int, prompt_width: int, new_tokens: int,
+                       ) -> GenerationResult:
+    """First-token latency, whole-generation latency and decode speed of one model's two slots."""
+    first = latency_stats(ttft.seconds, batch_size, tokens_per_batch=batch_size)
+    whole = latency_stats(full.seconds, batch_size, tokens_per_batch=batch_size * new_tokens)
+    decode_s = whole.mean_s - first.mean_s
+    assert ttft.memory is not None and full.memory is not None
+    memory = full.memory if full.memory.rss_peak_bytes >= ttft.memory.rss_peak_bytes else ttft.memory
+    return GenerationResult(
+        batch_size=batch_size,
+        prompt_length=prompt_width,
+        new_tokens=new_tokens,
+        cold_s=full.cold_s,
+        time_to_first_token=first,
+        generate=whole,
+        decode_tokens_per_s=batch_size * (new_tokens - 1) / decode_s if decode_s > 0 else None,
+        memory=memory,
+    )

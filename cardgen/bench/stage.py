@@ -24,6 +24,7 @@ from cardgen.bench.scenarios import (
 )
 from cardgen.bench.timing import Slot, latency_stats, run_interleaved, timed
 from cardgen.console import NullProgress, Progress
+from cardgen.errors import first_line
 from cardgen.models import size_on_disk
 from cardgen.record import BenchmarkRecord, EvalSetResult
 
@@ -140,7 +141,7 @@ def _saved_size_and_load(model: Any, device: Any) -> tuple[int | None, float | N
             del reloaded
             return size, seconds, None
     except (OSError, ValueError, RuntimeError, NotImplementedError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return None, None, f"fine-tuned size and load time not measured: saving it failed ({first})"
 
 

@@ -131,43 +131,26 @@ def classification_comparison(
     base_iv = classification_intervals(y, a, k, names, **kw)
     ft_iv = classification_intervals(y, b, k, names, **kw)
 
-    def trio(iv: Any) -> list[float]:
-        return [float(iv.point), float(iv.low), float(iv.high)]
-
     rows: list[MetricComparison] = []
     mcnemar = mcnemar_exact(a == y, b == y)
     acc_delta = bootstrap_ci(_delta_of(batched_accuracy), y, a, b, **kw)
-    rows.append(MetricComparison("accuracy", "Accuracy", trio(base_iv.accuracy), trio(ft_iv.accuracy),
-                                 trio(acc_delta), mcnemar.p_value, mcnemar.test))
+    rows.append(MetricComparison("accuracy", "Accuracy", _trio(base_iv.accuracy), _trio(ft_iv.accuracy),
+                                 _trio(acc_delta), mcnemar.p_value, mcnemar.test))
     for key, name in MACRO_METRICS[1:]:
         kind = key.split("_")[0]
         test = paired_bootstrap_test(_macro_metric(kind, k), y, a, b, n_resamples=n_resamples, seed=seed,
                                      confidence=confidence, n_permutations=n_perm)
-        rows.append(MetricComparison(key, name, trio(getattr(base_iv, key)), trio(getattr(ft_iv, key)),
+        rows.append(MetricComparison(key, name, _trio(getattr(base_iv, key)), _trio(getattr(ft_iv, key)),
                                      [test.delta, test.low, test.high], test.p_value,
                                      f"{test.test}, {test.n_permutations} permutations"))
-    per_class: list[MetricComparison] = []
-    for i, label in enumerate(names):
-        for kind, name in CLASS_METRICS:
-            delta = bootstrap_ci(_delta_of(_class_metric(kind, i, k)), y, a, b, **kw)
-            per_class.append(MetricComparison(
-                kind, name, trio(getattr(base_iv.per_class[label], kind)), trio(getattr(ft_iv.per_class[label], kind)),
-                trio(delta), label=label, support=base_iv.per_class[label].support,
-            ))
+    per_class = _per_class_rows(y, a, b, names, base_iv, ft_iv, kw)
     wrong_to_right, right_to_wrong = flips(y, a, b)
 
     def examples(indices: list[int]) -> list[FlipExample]:
         return [FlipExample(index=i, text=shorten(texts[i]), label=names[y[i]], base_prediction=names[a[i]],
                             fine_tuned_prediction=names[b[i]]) for i in indices[:FLIP_EXAMPLES]]
 
-    by_key = {r.key: r for r in rows}
-    summary: dict[str, Any] = {"method": method, "num_examples": int(len(y))}
-    for key in ("accuracy", "f1_macro"):
-        r = by_key[key]
-        summary[key] = {"base": r.base[0], "fine_tuned": r.fine_tuned[0], "delta": r.delta[0],
-                        "delta_low": r.delta[1], "delta_high": r.delta[2], "p_value": r.p_value}
-    summary["wrong_to_right"] = len(wrong_to_right)
-    summary["right_to_wrong"] = len(right_to_wrong)
+    summary = _summary(rows, method, len(y), len(wrong_to_right), len(right_to_wrong))
     return Comparison(
         task="text-classification", split=split, num_examples=int(len(y)), base_model=base_model,
         fine_tuned_model=fine_tuned_model, method=method, confidence=confidence, bootstrap_samples=n_resamples,
@@ -176,6 +159,41 @@ def classification_comparison(
         right_to_wrong=len(right_to_wrong), wrong_to_right_examples=examples(wrong_to_right),
         right_to_wrong_examples=examples(right_to_wrong), probe=probe, max_length=max_length, summary=summary,
     )
+
+
+def _trio(iv: Any) -> list[float]:
+    return [float(iv.point), float(iv.low), float(iv.high)]
+
+
+def _per_class_rows(y: np.ndarray, a: np.ndarray, b: np.ndarray, names: list[str], base_iv: Any, ft_iv: Any,
+                    kw: dict[str, Any]) -> list[MetricComparison]:
+    """Per-class precision, recall and F1 of both models with the interval of their difference."""
+    from cardgen.stats.intervals import bootstrap_ci
+
+    rows: list[MetricComparison] = []
+    for i, label in enumerate(names):
+        for kind, name in CLASS_METRICS:
+            delta = bootstrap_ci(_delta_of(_class_metric(kind, i, len(names))), y, a, b, **kw)
+            rows.append(MetricComparison(
+                kind, name, _trio(getattr(base_iv.per_class[label], kind)),
+                _trio(getattr(ft_iv.per_class[label], kind)), _trio(delta), label=label,
+                support=base_iv.per_class[label].support,
+            ))
+    return rows
+
+
+def _summary(rows: list[MetricComparison], method: str, n: int, wrong_to_right: int,
+             right_to_wrong: int) -> dict[str, Any]:
+    """The comparison's summary for ``--json`` and CI: accuracy and macro-F1 with their deltas, and the flips."""
+    by_key = {r.key: r for r in rows}
+    summary: dict[str, Any] = {"method": method, "num_examples": int(n)}
+    for key in ("accuracy", "f1_macro"):
+        r = by_key[key]
+        summary[key] = {"base": r.base[0], "fine_tuned": r.fine_tuned[0], "delta": r.delta[0],
+                        "delta_low": r.delta[1], "delta_high": r.delta[2], "p_value": r.p_value}
+    summary["wrong_to_right"] = wrong_to_right
+    summary["right_to_wrong"] = right_to_wrong
+    return summary
 
 
 FLIP_TEXT_CHARS = 160

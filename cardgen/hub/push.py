@@ -221,15 +221,7 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
         return PushResult(**base, commit_oid=remote.head, no_change=True,
                           commit_url=f"{repo_url}/commit/{remote.head}" if remote.head else None)
 
-    if not remote.exists:
-        progress.note(f"creating {'private ' if private else ''}repo {repo_id}")
-        retry(lambda: api.create_repo(repo_id, private=private, exist_ok=True), "create the repo", progress)
-        remote = _read_remote(api, repo_id, branch, progress)
-    if not remote.branch_exists and not create_pr and not branch.startswith("refs/pr/"):
-        progress.note(f"creating branch '{branch}'")
-        retry(lambda: api.create_branch(repo_id, branch=branch, exist_ok=True), "create the branch", progress)
-        remote = _read_remote(api, repo_id, branch, progress)
-
+    remote = _ensure_target(api, repo_id, branch, remote, private=private, create_pr=create_pr, progress=progress)
     message = commit_message or ("Upload model and card with cardgen" if with_model else
                                  "Upload model card with cardgen")
     changed = [f.path for f in files if f.status != "unchanged"]
@@ -251,6 +243,20 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
     else:
         oid, commit_url, pr_url = info.oid, info.commit_url, info.pr_url
     return PushResult(**base, commit_oid=oid, commit_url=commit_url, pr_url=pr_url)
+
+
+def _ensure_target(api: Any, repo_id: str, branch: str, remote: _Remote, *, private: bool, create_pr: bool,
+                   progress: Progress) -> _Remote:
+    """Create the repo and the branch the commit goes to when they do not exist yet; the remote as it is now."""
+    if not remote.exists:
+        progress.note(f"creating {'private ' if private else ''}repo {repo_id}")
+        retry(lambda: api.create_repo(repo_id, private=private, exist_ok=True), "create the repo", progress)
+        remote = _read_remote(api, repo_id, branch, progress)
+    if not remote.branch_exists and not create_pr and not branch.startswith("refs/pr/"):
+        progress.note(f"creating branch '{branch}'")
+        retry(lambda: api.create_branch(repo_id, branch=branch, exist_ok=True), "create the branch", progress)
+        remote = _read_remote(api, repo_id, branch, progress)
+    return remote
 
 
 def _lint_card(card: str, what: str) -> None:
