@@ -452,7 +452,3 @@ class Comparison:
     # Only for a standalone `cardgen compare` (in a run they are RunRecord.base_evaluation and .evaluation):
     base_evaluation: EvaluationRecord | None = None
     fine_tuned_evaluation: EvaluationRecord | None = None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """Mapping-style access to a field, for code written against the earlier dict form of the comparison."""
-        return getattr(self, key, default)
