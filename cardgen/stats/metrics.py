@@ -240,9 +240,9 @@ class SumStatistic:
     name: str = "statistic of sums"
 
     def __call__(self, *arrays: Any) -> np.ndarray:
-        """The statistic of each row: ``d`` arrays of shape (B, n) (or (n,)) -> shape (B,)."""
-        sums = np.stack([np.atleast_2d(np.asarray(a, dtype=float)).sum(axis=-1) for a in arrays], axis=-1)
-        return self.of_sums(sums)
+        """The statistic of each row: ``d`` arrays of shape (B, n) (or (n,), broadcast) -> shape (B,) (or ())."""
+        sums = np.broadcast_arrays(*(np.asarray(a, dtype=float).sum(axis=-1) for a in arrays))
+        return self.of_sums(np.stack(sums, axis=-1))
 
     def of_sums(self, sums: np.ndarray) -> np.ndarray:
         """The statistic of sums of shape (..., d)."""
