@@ -9,21 +9,27 @@ from typing import Any
 import numpy as np
 
 from cardgen.stats.metrics import (
+    SumStatistic,
+    TableMetric,
     as_arrays,
-    batched_confusion,
-    per_class_scores,
+    infer_num_labels,
     perplexity_from_nll,
     ratio_of_sums,
 )
+from cardgen.stats.sums import bootstrap_sums
+from cardgen.stats.tables import bootstrap_counts, confusions, joint_table, summary
 
 # --------------------------------------------------------------------------------------------------------------
 # Confidence intervals and paired significance tests.
 #
-# Every resampling function here is seeded and vectorised: resample indices are drawn as one (B, n) matrix per
-# block and the statistic is computed for the whole block at once, so 1,000 resamples of a few thousand examples
-# take milliseconds. Metric functions handed to these functions are "batched": they take arrays of shape (B, n)
-# (one row per resample) and return shape (B,). ``batched_accuracy`` and ``batched_f1_macro`` are such
-# functions; pass ``vectorized=False`` to use a plain metric (1-D arrays -> float) such as scikit-learn's.
+# Every resampling function here is seeded and vectorised. Two kinds of metric never touch the examples again:
+# a ``TableMetric`` (accuracy, precision, recall, F1: functions of the confusion matrix) is resampled from the
+# table of cell counts (cardgen.stats.tables: O(resamples x cells), independent of n), and a ``SumStatistic``
+# (perplexity, bits per byte, mean scores: functions of per-document sums) with count weights and one matrix
+# product per block (cardgen.stats.sums). Any other metric takes the per-example path: resample indices drawn as
+# one (B, n) matrix per block, the statistic computed for the whole block at once. Such metric functions are
+# "batched": arrays of shape (B, n) (one row per resample) -> shape (B,); pass ``vectorized=False`` to use a plain
+# metric (1-D arrays -> float) such as scikit-learn's.
 # --------------------------------------------------------------------------------------------------------------
 
 # Upper bound on the elements of one (block, n) index matrix, so memory stays bounded for large evaluation sets.
@@ -140,7 +146,11 @@ def bootstrap_ci(
 ) -> Interval:
     """Seeded percentile-bootstrap confidence interval of a metric over examples.
 
-    Each resample draws ``n`` example indices with replacement; the same indices select from every array.
+    Each resample draws ``n`` example indices with replacement; the same indices select from every array. A
+    :class:`~cardgen.stats.metrics.TableMetric` (e.g. :func:`batched_accuracy`) of integer (labels, predictions)
+    is resampled from their table of counts instead (the same distribution; O(cells) per resample), a
+    :class:`~cardgen.stats.metrics.SumStatistic` with count weights (the same resampled documents as the
+    per-example path). Wrap the metric in :func:`~cardgen.stats.metrics.per_example` to force the per-example path.
 
     Args:
         metric_fn: Batched metric (arrays of shape (B, n) -> shape (B,)), e.g. :func:`batched_accuracy`; or a
@@ -161,8 +171,21 @@ def bootstrap_ci(
     data, n = as_arrays(*arrays)
     fn = batched(metric_fn, vectorized)
     point = float(np.asarray(fn(*(a[None, :] for a in data)), dtype=float).reshape(-1)[0])
-    stats = resample_stats(lambda idx: fn(*(a[idx] for a in data)), n, n_resamples, seed)
+    if isinstance(metric_fn, SumStatistic):
+        stats = bootstrap_sums(metric_fn, np.column_stack([a.astype(np.float64) for a in data]), n_resamples, seed)
+    elif isinstance(metric_fn, TableMetric) and table_ready(data):
+        k = metric_fn.num_labels if metric_fn.num_labels is not None else infer_num_labels(*data)
+        table = joint_table([a.astype(np.int64, copy=False) for a in data], k)
+        stats = np.concatenate([np.asarray(metric_fn.from_confusion(confusions(table, counts, 1)), dtype=float)
+                                for counts in bootstrap_counts(table, n_resamples, seed)])
+    else:
+        stats = resample_stats(lambda idx: fn(*(a[idx] for a in data)), n, n_resamples, seed)
     return percentile_interval(point, stats, confidence)
+
+
+def table_ready(data: Sequence[np.ndarray]) -> bool:
+    """Whether the arrays are (gold, predictions) ids a table of counts can hold: two integer arrays, ids >= 0."""
+    return len(data) == 2 and all(np.issubdtype(a.dtype, np.integer) and int(a.min()) >= 0 for a in data)
 
 
 def classification_intervals(
@@ -176,9 +199,11 @@ def classification_intervals(
 ) -> ClassificationIntervals:
     """Accuracy, macro and per-class precision/recall/F1 with percentile-bootstrap intervals.
 
-    All metrics share one set of resamples (one confusion matrix per resample). Point estimates equal
-    :func:`classification_metrics` (macro averages over all ``num_labels`` classes, ``zero_division=0``).
-    Calling this for two models on the same examples with the same seed resamples the same examples for both.
+    All metrics share one set of resamples, drawn as cell counts of the (gold, prediction) table (see
+    :mod:`cardgen.stats.tables`): O(resamples x K^2), independent of the number of examples. Point estimates equal
+    :func:`classification_metrics` (macro averages over all ``num_labels`` classes, ``zero_division=0``). Two
+    separate calls (base, fine-tuned) draw over different tables, so their resamples are not paired: for paired
+    intervals of two models and their delta use :func:`cardgen.stats.comparison.classification_comparison_stats`.
 
     Args:
         labels: Gold label ids.
@@ -200,25 +225,18 @@ def classification_intervals(
     names = [str(i) for i in range(num_labels)] if label_names is None else [str(x) for x in label_names]
     if len(names) != num_labels:
         raise ValueError(f"got {len(names)} label names for {num_labels} labels")
-    y = y.astype(np.int64)
-    p = p.astype(np.int64)
+    table = joint_table([y.astype(np.int64, copy=False), p.astype(np.int64, copy=False)], num_labels)
+    point = summary(confusions(table, table.counts[None], 1))[0]
+    stats = np.concatenate([summary(confusions(table, c, 1)) for c in bootstrap_counts(table, n_resamples, seed)])
+    support = np.bincount(table.cells[:, 0], weights=table.counts, minlength=num_labels).astype(np.int64)
+    return intervals_from_summary(point, stats, names, support, confidence, n_resamples, seed)
 
-    def summary(cm: np.ndarray) -> np.ndarray:
-        """(B, K, K) -> (B, 4 + 3K): accuracy, f1/precision/recall macro, per-class precision, recall, F1."""
-        prec, rec, f1 = per_class_scores(cm)
-        acc = np.trace(cm, axis1=-2, axis2=-1) / cm.sum(axis=(-2, -1))
-        return np.column_stack([acc, f1.mean(-1), prec.mean(-1), rec.mean(-1), prec, rec, f1])
 
-    point = summary(batched_confusion(y[None], p[None], num_labels))[0]
-    rng = np.random.default_rng(seed)
-    parts = []
-    for block in blocks(n_resamples, n):
-        idx = rng.integers(0, n, size=(block, n))
-        parts.append(summary(batched_confusion(y[idx], p[idx], num_labels)))
-    stats = np.concatenate(parts)
+def intervals_from_summary(point: np.ndarray, stats: np.ndarray, names: Sequence[str], support: np.ndarray,
+                           confidence: float, n_resamples: int, seed: int) -> ClassificationIntervals:
+    """A :class:`ClassificationIntervals` from the (4 + 3K,) point summary and its (B, 4 + 3K) resamples."""
     ivs = [percentile_interval(point[j], stats[:, j], confidence) for j in range(stats.shape[1])]
-    k = num_labels
-    support = np.bincount(y, minlength=k)
+    k = len(names)
     per_class = {
         names[i]: ClassIntervals(
             precision=ivs[4 + i], recall=ivs[4 + k + i], f1=ivs[4 + 2 * k + i], support=int(support[i])
@@ -231,10 +249,11 @@ def classification_intervals(
         precision_macro=ivs[2],
         recall_macro=ivs[3],
         per_class=per_class,
-        num_examples=n,
+        num_examples=int(support.sum()),
         confidence=confidence,
         n_resamples=n_resamples,
         seed=seed,
+        method=BOOTSTRAP_METHOD,
     )
 
 

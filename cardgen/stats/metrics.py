@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,10 +110,84 @@ def per_class_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return precision, recall, f1
 
 
-def batched_accuracy(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """Accuracy of each row: arrays of shape (B, n) -> shape (B,) (1-D input gives shape (1,))."""
+@dataclass(frozen=True)
+class TableMetric:
+    """A classification metric that depends only on the confusion matrix, so it can be resampled from counts.
+
+    Called like any batched metric (``(labels, predictions)`` of shape (B, n) -> (B,)); the resampling functions
+    (:func:`~cardgen.stats.intervals.bootstrap_ci`, :func:`~cardgen.stats.paired.paired_bootstrap_test`) see the
+    type and resample the table of cell counts instead of the examples: cost independent of ``n``.
+
+    Attributes:
+        name: What it measures, e.g. ``"accuracy"`` or ``"f1 of class 2"``.
+        from_confusion: (B, K, K) confusion matrices -> (B,) values.
+        num_labels: K; ``None`` infers it from the largest id seen (fine where absent classes do not matter).
+        per_example: The same metric on example arrays, when cheaper than building confusion matrices.
+    """
+
+    name: str
+    from_confusion: Callable[[np.ndarray], np.ndarray]
+    num_labels: int | None = None
+    per_example: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    def __call__(self, labels: Any, predictions: Any) -> np.ndarray:
+        if self.per_example is not None:
+            return self.per_example(labels, predictions)
+        y, p = np.atleast_2d(np.asarray(labels)), np.atleast_2d(np.asarray(predictions))
+        k = self.num_labels if self.num_labels is not None else infer_num_labels(y, p)
+        return np.asarray(self.from_confusion(batched_confusion(y, p, k)), dtype=float)
+
+
+def infer_num_labels(*arrays: np.ndarray) -> int:
+    """One more than the largest id in the arrays (at least 1)."""
+    return max([1] + [int(np.max(a)) + 1 for a in arrays if np.size(a)])
+
+
+def accuracy_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """Accuracy of (..., K, K) confusion matrices -> (...)."""
+    return np.trace(cm, axis1=-2, axis2=-1) / cm.sum(axis=(-2, -1))
+
+
+def _accuracy_rows(labels: Any, predictions: Any) -> np.ndarray:
     y, p = np.atleast_2d(np.asarray(labels)), np.atleast_2d(np.asarray(predictions))
     return np.mean(y == p, axis=-1)
+
+
+batched_accuracy = TableMetric("accuracy", accuracy_from_confusion, per_example=_accuracy_rows)
+"""Accuracy of each row: arrays of shape (B, n) -> shape (B,) (1-D input gives shape (1,)); a :class:`TableMetric`."""
+
+TABLE_METRIC_KINDS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "precision", "recall", "f1")
+
+
+def table_metric(kind: str, num_labels: int, cls: int | None = None) -> TableMetric:
+    """A :class:`TableMetric` by name: ``accuracy``, ``{f1,precision,recall}_macro``, or per-class
+    ``precision``/``recall``/``f1`` of class ``cls`` (0 where undefined, like scikit-learn's ``zero_division=0``).
+
+    Raises:
+        ValueError: On an unknown kind, or a per-class kind without a class in ``[0, num_labels)``.
+    """
+    if kind not in TABLE_METRIC_KINDS:
+        raise ValueError(f"unknown metric {kind!r} (choose from {', '.join(TABLE_METRIC_KINDS)})")
+    if kind == "accuracy":
+        return TableMetric("accuracy", accuracy_from_confusion, num_labels, _accuracy_rows)
+    part = ("precision", "recall", "f1").index(kind.split("_")[0])
+    if kind.endswith("_macro"):
+        return TableMetric(kind, lambda cm: per_class_scores(cm)[part].mean(axis=-1), num_labels)
+    if cls is None or not 0 <= cls < num_labels:
+        raise ValueError(f"per-class {kind} needs a class in [0, {num_labels}) (got {cls})")
+    return TableMetric(f"{kind} of class {cls}", lambda cm: per_class_scores(cm)[part][..., cls], num_labels)
+
+
+def per_example(metric: Callable[..., Any]) -> Callable[..., np.ndarray]:
+    """``metric`` as a plain batched function, so the resampling functions take the per-example path.
+
+    The per-example path draws example indices (the reference the count path is tested against).
+    """
+
+    def fn(*arrays: np.ndarray) -> np.ndarray:
+        return np.asarray(metric(*arrays), dtype=float)
+
+    return fn
 
 
 def batched_f1_macro(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> np.ndarray:
@@ -148,15 +223,37 @@ def perplexity_from_nll(nll_sum_per_doc: Any, tokens_per_doc: Any) -> float:
     return float(np.exp(nll.sum() / total))
 
 
-def ratio_of_sums(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+@dataclass(frozen=True)
+class SumStatistic:
+    """A corpus statistic that is a function of per-document sums: ``fn(sum over documents of x_i)``.
+
+    ``x_i`` is a vector of per-document sufficient statistics (NLL and tokens for perplexity; matches, totals and
+    lengths for corpus BLEU). The resampling functions see the type and resample with count weights: the sums of a
+    resample are one matrix product of the counts with the (n, d) per-document matrix.
+
+    Attributes:
+        fn: Sums of shape (..., d) -> values of shape (...).
+        name: What it measures.
+    """
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    name: str = "statistic of sums"
+
+    def __call__(self, *arrays: Any) -> np.ndarray:
+        """The statistic of each row: ``d`` arrays of shape (B, n) (or (n,), broadcast) -> shape (B,) (or ())."""
+        sums = np.broadcast_arrays(*(np.asarray(a, dtype=float).sum(axis=-1) for a in arrays))
+        return self.of_sums(np.stack(sums, axis=-1))
+
+    def of_sums(self, sums: np.ndarray) -> np.ndarray:
+        """The statistic of sums of shape (..., d)."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.asarray(self.fn(sums), dtype=float)
+
+
+def ratio_of_sums(transform: Callable[[np.ndarray], np.ndarray]) -> SumStatistic:
     """Batched corpus statistic ``transform(sum num / sum den)`` over the last axis (rows of a bootstrap draw).
 
     Perplexity is ``ratio_of_sums(np.exp)`` of (NLL, tokens); bits per byte divides (NLL / bytes) by ln 2; a mean
-    score is the identity of (scores, ones).
+    score is the identity of (scores, ones). The result is a :class:`SumStatistic` of two columns.
     """
-
-    def stat(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.asarray(transform(num.sum(axis=-1) / den.sum(axis=-1)), dtype=float)
-
-    return stat
+    return SumStatistic(lambda s: transform(s[..., 0] / s[..., 1]), "ratio of sums")

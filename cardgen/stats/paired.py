@@ -8,8 +8,22 @@ from typing import Any
 
 import numpy as np
 
+from cardgen.stats import DEFAULT_PERMUTATIONS
 from cardgen.stats.intervals import batched, blocks, check_resampling, percentiles, resample_stats
-from cardgen.stats.metrics import as_arrays, perplexity_from_nll, ratio_of_sums
+from cardgen.stats.metrics import (
+    SumStatistic,
+    TableMetric,
+    as_arrays,
+    infer_num_labels,
+    perplexity_from_nll,
+    ratio_of_sums,
+)
+from cardgen.stats.sums import paired_bootstrap_sums, permuted_deltas
+from cardgen.stats.tables import bootstrap_counts, confusions, joint_table, permuted_counts
+
+__all__ = ["DEFAULT_PERMUTATIONS", "McNemarResult", "PairedTestResult", "Flips", "mcnemar_exact",
+           "mcnemar_from_counts", "p_value_floor", "paired_bootstrap_test", "paired_ratio_test", "paired_sum_test",
+           "perplexity_paired_test", "flips", "two_sided_p"]
 
 PERMUTATION_METHOD = (
     "paired permutation test (outputs of the two models swapped per example with probability 1/2)"
@@ -61,6 +75,29 @@ class PairedTestResult:
     def __iter__(self) -> Iterator[float]:
         return iter((self.delta, self.low, self.high, self.p_value))
 
+    @property
+    def p_floor(self) -> float:
+        """The smallest p-value ``n_permutations`` permutations can give: ``1 / (1 + n_permutations)``."""
+        return p_value_floor(self.n_permutations)
+
+    @property
+    def at_floor(self) -> bool:
+        """Whether ``p_value`` is at its floor: no permutation reached the observed effect, so the true p-value
+        is only known to be about ``p_floor`` or smaller (say "< 1/(1+N)", not "= 1/(1+N)")."""
+        return p_at_floor(self.p_value, self.n_permutations)
+
+
+def p_value_floor(n_permutations: int) -> float:
+    """The smallest p-value a permutation test with ``n_permutations`` permutations gives: ``1 / (1 + N)``."""
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1 (got {n_permutations})")
+    return 1.0 / (1 + n_permutations)
+
+
+def p_at_floor(p_value: float, n_permutations: int) -> bool:
+    """Whether ``p_value`` equals the floor ``1 / (1 + n_permutations)`` (up to rounding)."""
+    return p_value <= p_value_floor(n_permutations) * (1 + 1e-9)
+
 
 @dataclass(frozen=True)
 class Flips:
@@ -95,11 +132,14 @@ def mcnemar_exact(base_correct: Any, ft_correct: Any) -> McNemarResult:
         ``McNemarResult(b, c, p_value)`` with ``b`` = base right & fine-tuned wrong, ``c`` = base wrong &
         fine-tuned right; ``p_value`` is 1.0 when ``b + c == 0``.
     """
+    (a, f), _ = as_arrays(np.asarray(base_correct, dtype=bool), np.asarray(ft_correct, dtype=bool))
+    return mcnemar_from_counts(int(np.count_nonzero(a & ~f)), int(np.count_nonzero(~a & f)))
+
+
+def mcnemar_from_counts(b: int, c: int) -> McNemarResult:
+    """Exact McNemar test from the discordant counts: ``b`` base right & fine-tuned wrong, ``c`` the reverse."""
     from scipy.stats import binomtest
 
-    (a, f), _ = as_arrays(np.asarray(base_correct, dtype=bool), np.asarray(ft_correct, dtype=bool))
-    b = int(np.count_nonzero(a & ~f))
-    c = int(np.count_nonzero(~a & f))
     if b + c == 0:
         return McNemarResult(b=b, c=c, p_value=1.0)
     p_value = float(binomtest(c, b + c, 0.5, alternative="two-sided").pvalue)
@@ -155,6 +195,28 @@ def _paired(
     )
 
 
+def _ids(*arrays: np.ndarray) -> bool:
+    return all(np.issubdtype(x.dtype, np.integer) and int(x.min()) >= 0 for x in arrays)
+
+
+def _table_test(metric: TableMetric, y: np.ndarray, a: np.ndarray, b: np.ndarray, n_resamples: int,
+                n_permutations: int, confidence: float, seed: int) -> PairedTestResult:
+    """The count path of :func:`paired_bootstrap_test`: bootstrap and permutations drawn as cell counts."""
+    k = metric.num_labels if metric.num_labels is not None else infer_num_labels(y, a, b)
+    table = joint_table([x.astype(np.int64, copy=False) for x in (y, a, b)], k, mirrors=True)
+
+    def deltas(counts: np.ndarray) -> np.ndarray:
+        ft = np.asarray(metric.from_confusion(confusions(table, counts, 2)), dtype=float)
+        return ft - np.asarray(metric.from_confusion(confusions(table, counts, 1)), dtype=float)
+
+    delta = float(deltas(table.counts[None])[0])
+    boot = np.concatenate([deltas(c) for c in bootstrap_counts(table, n_resamples, seed)])
+    null = np.concatenate([deltas(c) for c in permuted_counts(table, n_permutations, seed)])
+    low, high = percentiles(boot, confidence)
+    return PairedTestResult(delta=delta, low=low, high=high, p_value=two_sided_p(null, delta),
+                            n_resamples=n_resamples, n_permutations=n_permutations)
+
+
 def paired_bootstrap_test(
     metric_fn: Callable[..., Any],
     labels: Any,
@@ -173,6 +235,11 @@ def paired_bootstrap_test(
     permutation test: under the null hypothesis that the two models are exchangeable, each example's two
     predictions are swapped with probability 1/2; ``p = (1 + #{|delta_perm| >= |delta|}) / (1 + N)`` (two-sided,
     never 0). A model compared with itself gives delta 0, interval [0, 0] and p = 1.
+
+    A :class:`~cardgen.stats.metrics.TableMetric` (``batched_accuracy``, :func:`~cardgen.stats.metrics.table_metric`)
+    of integer ids is resampled from the (gold, A, B) table of counts (see :mod:`cardgen.stats.tables`): the same
+    distributions, O((resamples + permutations) x K^3), independent of ``n``. Any other metric takes the
+    per-example path (indices, swaps per example).
 
     Args:
         metric_fn: Batched metric ``(labels, predictions)`` of shape (B, n) -> (B,), e.g. :func:`batched_accuracy`
@@ -194,6 +261,8 @@ def paired_bootstrap_test(
     if n_perm < 1:
         raise ValueError(f"n_permutations must be >= 1 (got {n_perm})")
     (y, a, b), n = as_arrays(labels, pred_a, pred_b)
+    if isinstance(metric_fn, TableMetric) and _ids(y, a, b):
+        return _table_test(metric_fn, y, a, b, n_resamples, n_perm, confidence, seed)
     fn = batched(metric_fn, vectorized)
 
     def stat(
@@ -262,17 +331,55 @@ def paired_ratio_test(
     Returns:
         ``PairedTestResult``; unpacks as ``delta, low, high, p_value``.
     """
+    (na, da, nb, db), _ = as_arrays(*(np.asarray(x, dtype=float) for x in (num_a, den_a, num_b, den_b)))
+    return paired_sum_test(ratio_of_sums(transform), np.column_stack([na, da]), np.column_stack([nb, db]),
+                           n_resamples=n_resamples, seed=seed, confidence=confidence, n_permutations=n_permutations)
+
+
+def paired_sum_test(
+    stat: SumStatistic,
+    data_a: Any,
+    data_b: Any,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    n_permutations: int | None = None,
+) -> PairedTestResult:
+    """Paired comparison of a statistic of per-document sums (e.g. corpus BLEU) between two models.
+
+    ``delta = stat(sum of B's rows) - stat(sum of A's rows)``. The interval is a paired bootstrap over documents
+    (count weights, one matrix product per block: :mod:`cardgen.stats.sums`); the p-value a paired permutation
+    test swapping each document's two rows with probability 1/2. A model compared with itself gives delta 0,
+    interval [0, 0] and p = 1.
+
+    Args:
+        stat: The statistic of the (d,) column sums, e.g. ``ratio_of_sums(np.exp)`` or a BLEU of its statistics.
+        data_a: (n, d) per-document sufficient statistics of model A (the base model).
+        data_b: (n, d) of model B on the same documents, same columns.
+        n_resamples: Bootstrap resamples for the interval.
+        seed: Seed of the bootstrap and the permutations (the same resampled documents as the per-example path).
+        confidence: Coverage of the interval.
+        n_permutations: Permutations for the p-value; default ``n_resamples``.
+
+    Returns:
+        ``PairedTestResult``; unpacks as ``delta, low, high, p_value``.
+
+    Raises:
+        ValueError: If the shapes differ or are not (n, d) with n >= 1, or the settings are out of range.
+    """
     check_resampling(n_resamples, confidence)
     n_perm = n_resamples if n_permutations is None else n_permutations
     if n_perm < 1:
         raise ValueError(f"n_permutations must be >= 1 (got {n_perm})")
-    (na, da, nb, db), n = as_arrays(*(np.asarray(x, dtype=float) for x in (num_a, den_a, num_b, den_b)))
-    ratio = ratio_of_sums(transform)
-
-    def stat(_: tuple[np.ndarray, ...], sa: tuple[np.ndarray, ...], sb: tuple[np.ndarray, ...]) -> np.ndarray:
-        return ratio(*sb) - ratio(*sa)
-
-    return _paired(stat, [], [na, da], [nb, db], n, n_resamples, n_perm, confidence, seed)
+    xa, xb = np.asarray(data_a, dtype=np.float64), np.asarray(data_b, dtype=np.float64)
+    if xa.ndim != 2 or xa.shape != xb.shape or len(xa) == 0:
+        raise ValueError(f"data must be two (n, d) arrays of equal shape, n >= 1 (got {xa.shape}, {xb.shape})")
+    delta = float(stat.of_sums(xb.sum(axis=0)) - stat.of_sums(xa.sum(axis=0)))
+    boot_a, boot_b = paired_bootstrap_sums(stat, xa, xb, n_resamples, seed)
+    low, high = percentiles(boot_b - boot_a, confidence)
+    p_value = two_sided_p(permuted_deltas(stat, xa, xb, n_perm, seed), delta)
+    return PairedTestResult(delta=delta, low=low, high=high, p_value=p_value, n_resamples=n_resamples,
+                            n_permutations=n_perm)
 
 
 # ------------------------------------------------------------------------------------------------ flips
