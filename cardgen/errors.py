@@ -69,3 +69,7 @@ class RunInterrupted(CardgenError):
     """The user interrupted a run; what was done so far is saved."""
 
     exit_code = 130
+
+
+class RunFailed(CardgenError):
+    """A stage after training failed; the trained model and the run record so far are saved."""
