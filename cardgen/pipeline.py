@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cardgen import outputs
 from cardgen.config import RunConfig, dump_config
 from cardgen.console import NullProgress, Progress
 from cardgen.errors import CardgenError, ConfigError, OutputError, RunFailed, TemplateError
@@ -25,10 +26,7 @@ from cardgen.version import __version__
 
 OUTPUT_FILES = ("run.json", "README.md", "config.yaml")
 CHECKPOINTS = "checkpoints"  # train.CHECKPOINT_DIR (not imported: train imports torch's world)
-# What save_pretrained writes for the usual models; only for run records from before ``outputs`` existed.
-LEGACY_MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json",
-                      "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-                      "merges.txt", "added_tokens.json", "tokenizer.model", "chat_template.jinja")
+
 
 
 @dataclass
@@ -153,27 +151,6 @@ def check_output_dir(path: Path, overwrite: bool, resume: bool, lock_held: bool 
                           "wait for it to finish or choose another --output directory")
 
 
-def check_inputs_outside(cfg: RunConfig, out_dir: Path) -> None:
-    """Refuse an output directory that holds one of the run's inputs (data files, template, model directory):
-    the run's outputs (config.json, README.md, ...) would overwrite them.
-
-    Raises:
-        OutputError: Naming the input and its config key.
-    """
-    out = out_dir.expanduser().resolve()
-    inputs = {"data.train": cfg.data.train, "data.validation": cfg.data.validation, "data.test": cfg.data.test,
-              "data.dataset": cfg.data.dataset, "card.template": cfg.card.template,
-              "model.name_or_path": cfg.model.name_or_path}
-    for key, value in inputs.items():
-        if not value or not Path(value).expanduser().exists():
-            continue  # a Hub id or a missing file (reported by its own check)
-        source = Path(value).expanduser().resolve()
-        if source == out or out in source.parents:
-            raise OutputError(f"output directory {out_dir} holds the run's input {value} ({key}); the run's "
-                              "outputs would overwrite it",
-                              "choose an --output directory outside the data, model and template folders")
-
-
 def _writable(directory: Path) -> bool:
     """Whether a file can be created in ``directory``: tried for real (an unnamed temp file where the OS has them),
     because permission bits say nothing for root, read-only mounts or immutable directories."""
@@ -260,7 +237,7 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     prepare_distributed()
     check_distributed(cfg)
     out_dir = Path(cfg.output.dir)
-    check_inputs_outside(cfg, out_dir)
+    outputs.check_inputs_outside(cfg, out_dir)
     if main:
         check_output_dir(out_dir, cfg.output.overwrite, resume)  # fails fast, before the lock creates the directory
     created = not out_dir.exists()
@@ -455,10 +432,12 @@ def _write_outputs(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path
         stage = staging_dir(out_dir)
         try:
             saved, pending = _write_set(cfg, record, loaded, stage, out_dir, timer, save_model)
-            remove = set(previous_outputs(out_dir)) - set(record.outputs)
+            remove = set(outputs.previous_outputs(out_dir)) - set(record.outputs)
             if record.training is not None:
                 remove.discard(CHECKPOINTS)  # this run's own checkpoints by now: kept or removed below
             commit_files(stage, out_dir, remove=sorted(remove))
+        except OutputError as exc:  # name the file where it belongs, not the staging folder it was written in
+            raise OutputError(exc.message.replace(str(stage), str(out_dir)), exc.hint) from exc
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         if saved and CHECKPOINTS not in record.outputs:
@@ -505,29 +484,6 @@ def _write_set(cfg: RunConfig, record: RunRecord, loaded: Any, stage: Path, out_
     record.outputs = sorted(names | ({CHECKPOINTS} if kept and (out_dir / CHECKPOINTS).is_dir() else set()))
     save_record(record, stage / "run.json")
     return saved, pending
-
-
-def previous_outputs(out_dir: Path) -> list[str]:
-    """The files the run recorded in ``out_dir/run.json`` wrote there (what --overwrite replaces or removes).
-
-    Records from before the list existed name the standard outputs and the usual model files.
-    """
-    import json
-
-    try:
-        data = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if not isinstance(data, dict):
-        return []
-    names = data.get("outputs")
-    if not isinstance(names, list):
-        from cardgen.card.plots import PLOT_FILES
-
-        names = [*OUTPUT_FILES, *PLOT_FILES, *LEGACY_MODEL_FILES]
-    # Plain names only: a hand-edited record must not make cardgen delete anything outside the directory.
-    return [n for n in names if isinstance(n, str) and n and "/" not in n and "\\" not in n
-            and not n.startswith(".") and n not in ("..", ".cardgen.lock")]
 
 
 def save_pretrained(loaded: Any, out_dir: Path) -> None:
