@@ -75,3 +75,7 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name when the message is empty), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class RunFailed(CardgenError):
+    """A stage after training failed; the trained model and the run record so far are saved."""

@@ -4,25 +4,83 @@ config file). Nothing here imports torch."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cardgen.errors import ConfigError, OutputError
+
+# Temp files and folders cardgen itself creates inside a directory it writes: ``.NAME.XXXXXXXX.tmp`` (atomic
+# writes), ``.model-XXXXXXXX`` (an older model save), ``.staging-XXXXXXXX`` and ``.previous-XXXXXXXX`` (the output
+# set being committed). A SIGKILL in the write window can leave them behind; they are never results.
+_OWN_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp|\.(model|staging|previous)-[A-Za-z0-9_]{8}")
+STALE_SECONDS = 60.0  # an own temp file older than this belongs to no write still in progress
+
+
+def is_own_temp(name: str) -> bool:
+    """Whether ``name`` is one of cardgen's own temp files or folders (see ``_OWN_TEMP``)."""
+    return _OWN_TEMP.fullmatch(name) is not None
+
+
+def remove_own_temps(directory: Path, older_than: float = 0.0, prefix: str = ".") -> list[str]:
+    """Delete cardgen's own temp files and folders in ``directory`` whose name starts with ``prefix`` and that
+    are older than ``older_than`` seconds; the names removed. Errors are ignored: a leftover is only clutter."""
+    import shutil
+
+    removed: list[str] = []
+    now = time.time()
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and is_own_temp(entry.name)):
+            continue
+        try:
+            if now - entry.lstat().st_mtime < older_than:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry.name)
+    return removed
+
+
+def write_error(path: Path, exc: OSError) -> OutputError:
+    """One line for a failed write of ``path``, with the reason and what to do."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free disk space there (or choose another --output directory), then run again"
+    elif exc.errno == errno.EROFS:
+        hint = "the file system is read-only: choose another --output directory"
+    else:
+        hint = "choose a writable --output directory"
+    return OutputError(f"cannot write {path}: {reason}", hint)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same directory and a rename.
 
-    A reader never sees a half-written file, and a crash leaves the old file (or none) in place.
+    A reader never sees a half-written file, and a crash leaves the old file (or none) in place. Stale temp
+    files of an earlier write of the same file (a killed process) are removed first.
+
+    Raises:
+        OutputError: The file cannot be written (no space, read-only, permissions), naming the path.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_own_temps(path.parent, older_than=STALE_SECONDS, prefix=f".{path.name}.")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror}", "choose a writable --output directory") from exc
+        raise write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -30,9 +88,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
 
 
@@ -45,6 +105,68 @@ def _umask() -> int:
 def atomic_write_text(path: Path, text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def staging_dir(directory: Path) -> Path:
+    """A new hidden folder inside ``directory`` (same file system) where a set of outputs is written first."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+    except OSError as exc:
+        raise write_error(directory, exc) from exc
+
+
+def commit_files(stage: Path, directory: Path, remove: Iterable[str] = (), last: str = "run.json") -> list[str]:
+    """Move every entry of ``stage`` into ``directory`` and delete ``remove`` there, as one set.
+
+    Files that are replaced or removed are first renamed into a backup folder beside them, and put back if any
+    rename fails, so a failure leaves the previous set whole. Renames inside one file system need no space.
+    ``last`` (the run record) is moved last, so it appears only beside a complete set. Returns the names moved.
+
+    Raises:
+        OutputError: A rename failed (the previous set is restored), naming the file.
+    """
+    import shutil
+
+    new = sorted((p.name for p in stage.iterdir()), key=lambda name: (name == last, name))
+    touched = list(dict.fromkeys([*new, *(n for n in remove if n not in new)]))
+    try:
+        backup = Path(tempfile.mkdtemp(prefix=".previous-", dir=directory))
+    except OSError as exc:
+        raise write_error(directory, exc) from exc
+    aside: list[str] = []
+    placed: list[str] = []
+    current = directory
+    try:
+        for name in touched:
+            current = directory / name
+            if current.exists() or current.is_symlink():
+                os.replace(current, backup / name)
+                aside.append(name)
+        for name in new:
+            current = directory / name
+            os.replace(stage / name, current)
+            placed.append(name)
+    except OSError as exc:
+        if _roll_back(stage, directory, backup, placed, aside):
+            shutil.rmtree(backup, ignore_errors=True)  # else the previous files stay in the backup folder
+        raise write_error(current, exc) from exc
+    shutil.rmtree(backup, ignore_errors=True)
+    return new
+
+
+def _roll_back(stage: Path, directory: Path, backup: Path, placed: list[str], aside: list[str]) -> bool:
+    """Undo a partial :func:`commit_files`; False when a previous file could not be put back."""
+    ok = True
+    for name in reversed(placed):
+        with contextlib.suppress(OSError):
+            os.replace(directory / name, stage / name)
+    for name in aside:
+        try:
+            os.replace(backup / name, directory / name)
+        except OSError:
+            ok = False
+    return ok
 
 
 @contextlib.contextmanager

@@ -16,14 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cardgen import outputs
 from cardgen.config import RunConfig, dump_config
 from cardgen.console import NullProgress, Progress
-from cardgen.errors import ConfigError, OutputError, TemplateError
+from cardgen.errors import CardgenError, ConfigError, OutputError, RunFailed, TemplateError
 from cardgen.models import auto_config
 from cardgen.record import ModelRecord, RunRecord, save_record
 from cardgen.version import __version__
 
 OUTPUT_FILES = ("run.json", "README.md", "config.yaml")
+CHECKPOINTS = "checkpoints"  # train.CHECKPOINT_DIR (not imported: train imports torch's world)
+
 
 
 @dataclass
@@ -40,10 +43,12 @@ class StageTimer:
     def __init__(self, progress: Progress) -> None:
         self.seconds: dict[str, float] = {}
         self.progress = progress
+        self.current: str | None = None  # the stage running (or the last one that ran)
 
     @contextlib.contextmanager
     def __call__(self, name: str, title: str) -> Iterator[None]:
         self.progress.stage(title)
+        self.current = name
         start = time.perf_counter()
         try:
             yield
@@ -115,12 +120,21 @@ def wait_for_all_processes() -> None:
         dist.barrier()
 
 
-def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse to mix a new run into an existing one's results."""
+def check_output_dir(path: Path, overwrite: bool, resume: bool, lock_held: bool = False) -> None:
+    """Refuse to mix a new run into an existing one's results.
+
+    Run it while holding the directory's lock (``lock_held``), so no other run can fill the directory between
+    this check and the writes. cardgen's own stale temp files (a killed write) are no results: they are removed
+    (when the lock is held) and never make the directory "not empty".
+    """
+    from cardgen.files import is_own_temp, remove_own_temps
+
     if path.exists() and not path.is_dir():
         raise OutputError(f"output path {path} is a file", "choose a directory with --output")
+    if path.is_dir() and lock_held:
+        remove_own_temps(path)
     if path.is_dir() and not (overwrite or resume):
-        present = [p.name for p in path.iterdir() if p.name != ".cardgen.lock"]
+        present = [p.name for p in path.iterdir() if p.name != ".cardgen.lock" and not is_own_temp(p.name)]
         if present:
             raise OutputError(f"output directory {path} is not empty ({', '.join(sorted(present)[:4])})",
                               "pass --overwrite to replace it, --resume to continue it, or choose another --output")
@@ -132,7 +146,7 @@ def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
         raise OutputError(f"output directory {path} is not writable", "choose a writable --output directory")
     from cardgen.files import is_locked
 
-    if path.is_dir() and is_locked(path):
+    if path.is_dir() and not lock_held and is_locked(path):
         raise OutputError(f"another cardgen run is writing to {path}",
                           "wait for it to finish or choose another --output directory")
 
@@ -181,8 +195,28 @@ def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) 
     """
     from cardgen.models import hf_quiet
 
-    with hf_quiet():
+    with hf_quiet(), _terminate_as_interrupt():
         return _run(cfg, progress, resume)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (kill, timeout, systemd, Docker, Kubernetes, SLURM) ends a run like Ctrl-C: the lock is released
+    and what is saved stays whole. During training, train.py turns either signal into a stop at a checkpoint."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @dataclass
@@ -197,29 +231,26 @@ class _Loaded:
 
 
 def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
-    from cardgen.tasks import get_task
-
     main = is_main_process()
     # Only the main process reports and writes; the others train alongside it and then leave.
     progress = (progress or NullProgress()) if main else NullProgress()
     prepare_distributed()
     check_distributed(cfg)
     out_dir = Path(cfg.output.dir)
-    check_output_dir(out_dir, cfg.output.overwrite, resume)
-    check_resume(cfg, out_dir, resume)
-    task = get_task(cfg.task)
-    timer = StageTimer(progress)
-    inputs = _load(cfg, task, timer, progress)
-    record = _new_record(cfg, task, inputs)
-
-    # From here on the output directory is ours: everything above could fail on bad input without writing.
+    outputs.check_inputs_outside(cfg, out_dir)
+    if main:
+        check_output_dir(out_dir, cfg.output.overwrite, resume)  # fails fast, before the lock creates the directory
     created = not out_dir.exists()
     from cardgen.files import output_lock
 
+    # The lock first, then every check of what is in the directory: a run that started earlier and prepares
+    # its data slowly must not write over a run that finished meanwhile.
     lock = output_lock(out_dir) if main else contextlib.nullcontext()
     try:
         with lock:
-            interrupted = _stages(cfg, task, inputs, record, out_dir, timer, progress, resume, main)
+            check_output_dir(out_dir, cfg.output.overwrite, resume, lock_held=True)  # the other processes: main's
+            check_resume(cfg, out_dir, resume)
+            interrupted, record = _checked_run(cfg, out_dir, progress, resume, main)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a run that failed before writing anything leaves no trace
@@ -232,6 +263,19 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     return RunResult(output_dir=out_dir, record=record)
 
 
+def _checked_run(cfg: RunConfig, out_dir: Path, progress: Progress, resume: bool,
+                 main: bool) -> tuple[bool, RunRecord]:
+    """Load and check everything, then run the stages; (interrupted, record)."""
+    from cardgen.tasks import get_task
+
+    task = get_task(cfg.task)
+    timer = StageTimer(progress)
+    inputs = _load(cfg, task, timer, progress)
+    record = _new_record(cfg, task, inputs)
+    # From here on the output directory is ours: everything above could fail on bad input without writing.
+    return _stages(cfg, task, inputs, record, out_dir, timer, progress, resume, main), record
+
+
 def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _Loaded:
     """Checkpoint config, tokenizer, data and model, each checked before anything is written."""
     from cardgen.models import load_tokenizer, resolve_source
@@ -241,6 +285,9 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
         model_config = auto_config(cfg)  # also fails early on a path that is no checkpoint
         directory, gguf = resolve_source(cfg.model)
         tokenizer = load_tokenizer(cfg.model, directory, gguf)
+    from cardgen.preflight import check_run
+
+    check_run(cfg, model_config, tokenizer)  # every length against the model's positions, before anything runs
     with timer("data", "Preparing data"):
         data = task.prepare_data(cfg, tokenizer, cfg.training is not None, model_config)
         for split in data.record.splits.values():
@@ -311,11 +358,16 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
         if interrupted:
             record.status = "interrupted"
     if not interrupted and main:
-        split = _eval_split(cfg, data)
-        with timer("evaluate", f"Evaluating on the {cfg.evaluation.split} split"):
-            record.evaluation = task.evaluate(loaded, data.frames[split], cfg, data.label_names,
-                                              "fine-tuned" if record.training else "model", split, progress)
-        _optional_stages(cfg, task, loaded, data, record, timer, progress)
+        try:
+            split = _eval_split(cfg, data)
+            with timer("evaluate", f"Evaluating on the {cfg.evaluation.split} split"):
+                record.evaluation = task.evaluate(loaded, data.frames[split], cfg, data.label_names,
+                                                  "fine-tuned" if record.training else "model", split, progress)
+            _optional_stages(cfg, task, loaded, data, record, timer, progress)
+        except Exception as exc:
+            if record.training is None:
+                raise  # nothing trained, nothing to lose: the directory stays as it was
+            raise _save_failed_run(cfg, record, loaded, out_dir, timer, progress, exc) from exc
     if main:
         _write_outputs(cfg, record, loaded, out_dir, timer, progress, save_model=not interrupted)
     return interrupted
@@ -348,41 +400,97 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
                                                progress=progress)
 
 
+def _save_failed_run(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path, timer: StageTimer,
+                     progress: Progress, exc: Exception) -> CardgenError:
+    """A stage after training failed: save the trained model and the record so far, status "failed at <stage>",
+    and return the one-line error that names the stage and the directory."""
+    stage = timer.current or "evaluate"
+    cause = exc.one_line() if isinstance(exc, CardgenError) else f"{type(exc).__name__}: {exc}"
+    cause = " ".join(cause.split())[:300]
+    record.status = f"failed at {stage}"
+    try:
+        _write_outputs(cfg, record, loaded, out_dir, timer, progress, save_model=True)
+    except TemplateError:
+        cause += "; the card uses the built-in template"  # saved all the same
+    except CardgenError as write_exc:
+        return RunFailed(f"the run failed at {stage} ({cause}), and saving it failed too: {write_exc.message}",
+                         write_exc.hint)
+    return RunFailed(f"the run failed at {stage}: {cause}; the trained model and the run record so far are "
+                     f"saved in {out_dir}",
+                     f"fix the cause, then re-render the card with `cardgen card {out_dir}` or run again with "
+                     "--overwrite")
+
+
 def _write_outputs(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path, timer: StageTimer,
                    progress: Progress, save_model: bool) -> None:
-    from cardgen.card.render import write_card
-    from cardgen.files import atomic_write_text
-    from cardgen.models import weights_size_on_disk
+    """Write the run's outputs as one set: all into a staging folder inside ``out_dir``, then moved into place,
+    removing what the previous run there wrote and this one does not. A failure (a full disk) leaves the
+    previous set whole."""
+    from cardgen.files import commit_files, staging_dir
 
     with timer("write", "Writing the model, run.json, config.yaml and the card"):
-        if save_model and cfg.output.save_model and record.training is not None:
-            save_pretrained(loaded, out_dir)
-            record.model.saved_to = ""
-            record.model.size_on_disk_bytes = weights_size_on_disk(out_dir)
-            if not cfg.training or not cfg.training.keep_checkpoints:
-                shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-        record.stage_seconds = dict(timer.seconds)
-        atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
-        from cardgen.card.plots import write_plots
-
-        write_plots(record, out_dir)
-        save_record(record, out_dir / "run.json")
+        stage = staging_dir(out_dir)
         try:
-            write_card(record, out_dir / "README.md", template=cfg.card.template)
-        except TemplateError as exc:
-            if not cfg.card.template:
-                raise
-            # The run must not be lost to a template mistake: keep the built-in card and say how to re-render.
-            write_card(record, out_dir / "README.md")
-            raise TemplateError(f"{exc.message}; the run is saved in {out_dir} with the built-in card",
-                                f"fix the template, then: cardgen card {out_dir} --template {cfg.card.template}"
-                                ) from exc
+            saved, pending = _write_set(cfg, record, loaded, stage, out_dir, timer, save_model)
+            remove = set(outputs.previous_outputs(out_dir)) - set(record.outputs)
+            if record.training is not None:
+                remove.discard(CHECKPOINTS)  # this run's own checkpoints by now: kept or removed below
+            commit_files(stage, out_dir, remove=sorted(remove))
+        except OutputError as exc:  # name the file where it belongs, not the staging folder it was written in
+            raise OutputError(exc.message.replace(str(stage), str(out_dir)), exc.hint) from exc
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        if saved and CHECKPOINTS not in record.outputs:
+            shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+    if pending is not None:
+        raise pending
     progress.note(f"wrote {out_dir}")
+
+
+def _write_set(cfg: RunConfig, record: RunRecord, loaded: Any, stage: Path, out_dir: Path, timer: StageTimer,
+               save_model: bool) -> tuple[bool, TemplateError | None]:
+    """Model, config.yaml, plots, card and run.json into ``stage``; (model saved, template error to raise once
+    the set is committed)."""
+    from cardgen.card.plots import write_plots
+    from cardgen.card.render import write_card
+    from cardgen.files import atomic_write_text, write_error
+    from cardgen.models import weights_size_on_disk
+
+    saved = save_model and cfg.output.save_model and record.training is not None
+    if saved:
+        save_pretrained(loaded, stage)
+        record.model.saved_to = ""
+        record.model.size_on_disk_bytes = weights_size_on_disk(stage)
+    record.stage_seconds = dict(timer.seconds)
+    atomic_write_text(stage / "config.yaml", dump_config(cfg))
+    write_plots(record, stage)
+    if (out_dir / "README.md").is_file():  # the card keeps the text people wrote outside its markers
+        try:
+            shutil.copyfile(out_dir / "README.md", stage / "README.md")
+        except OSError as exc:
+            raise write_error(stage / "README.md", exc) from exc
+    pending = None
+    try:
+        write_card(record, stage / "README.md", template=cfg.card.template)
+    except TemplateError as exc:
+        if not cfg.card.template:
+            raise
+        # The run must not be lost to a template mistake: keep the built-in card and say how to re-render.
+        write_card(record, stage / "README.md")
+        pending = TemplateError(f"{exc.message}; the run is saved in {out_dir} with the built-in card",
+                                f"fix the template, then: cardgen card {out_dir} --template {cfg.card.template}")
+    kept = record.training is not None and (not saved or bool(cfg.training and cfg.training.keep_checkpoints))
+    names = {p.name for p in stage.iterdir()} | {"run.json"}
+    record.outputs = sorted(names | ({CHECKPOINTS} if kept and (out_dir / CHECKPOINTS).is_dir() else set()))
+    save_record(record, stage / "run.json")
+    return saved, pending
 
 
 def save_pretrained(loaded: Any, out_dir: Path) -> None:
     """Save the fine-tuned model and tokenizer as safetensors into ``out_dir`` (written then moved in place)."""
     import tempfile
+
+    from cardgen.files import write_error
 
     tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir))
     try:
@@ -393,6 +501,8 @@ def save_pretrained(loaded: Any, out_dir: Path) -> None:
         for item in tmp.iterdir():
             os.chmod(item, 0o644)
             os.replace(item, out_dir / item.name)
+    except OSError as exc:
+        raise write_error(Path(exc.filename) if isinstance(exc.filename, str) else out_dir, exc) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -289,13 +289,15 @@ class RunRecord:
     base_evaluation: EvaluationRecord | None = None
     comparison: Comparison | None = None
     benchmark: BenchmarkRecord | None = None  # speed and size of base and fine-tuned (cardgen.bench_record)
-    status: str = "completed"  # "completed", "interrupted", "failed"
+    status: str = "completed"  # "completed", "interrupted", "failed at <stage>"
     stage_seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     created_at: str = ""
     cardgen_version: str = ""
     schema_version: str = SCHEMA_VERSION
     extras: dict[str, Any] = field(default_factory=dict)
+    # The names this run wrote into its output directory, so that --overwrite removes exactly those.
+    outputs: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import errno
 import math
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,27 +210,38 @@ def overfitting(rows: list[EpochRow], best: EpochRow | None) -> tuple[bool, str 
     return False, None
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM")  # Ctrl-C, and what kill, timeout, systemd, Docker, Kubernetes, SLURM send
+
+
 class _StopFlag:
-    """Set by SIGINT: the Trainer stops at the end of the current step and saves a checkpoint."""
+    """Set by SIGINT or SIGTERM: the Trainer stops at the end of the current step and saves a checkpoint.
+
+    A second signal (of either kind) stops at once, as KeyboardInterrupt.
+    """
 
     def __init__(self) -> None:
         self.stopped = False
-        self._previous: Any = None
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
         def handler(signum: int, frame: Any) -> None:
-            if self.stopped:  # a second Ctrl-C: stop now
+            if self.stopped:  # a second signal: stop now
                 raise KeyboardInterrupt
             self.stopped = True
+            self.signal = signum
 
-        try:
-            self._previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name)
+            try:
+                self._previous[number] = signal.signal(number, handler)
+            except ValueError:  # not the main thread: leave signals alone
+                return
 
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
 
 
 def _callbacks(progress: Progress, stop: _StopFlag, patience: int | None) -> list[Any]:
@@ -410,6 +423,35 @@ def _accelerate_state_kept() -> Iterator[None]:
             cls._shared_state.update(state)
 
 
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def checkpoint_write_error(exc: BaseException, out_dir: Path) -> Exception | None:
+    """A failed checkpoint write as one line naming the path (None for any other failure); the checkpoint cut off
+    by it is removed, so --resume continues from the last complete one.
+
+    torch.save and safetensors report a full disk in their own exception types, so their messages are read too.
+    """
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        oserror = exc
+    elif "No space left" in text or "file write failed" in text or "StorageFull" in text:
+        oserror = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    else:
+        return None
+    import shutil
+
+    from cardgen.files import write_error
+
+    path = out_dir / CHECKPOINT_DIR
+    if path.is_dir():
+        for entry in path.iterdir():
+            if entry.name.startswith("checkpoint-") and not (entry / "trainer_state.json").is_file():
+                shutil.rmtree(entry, ignore_errors=True)
+    name = oserror.filename if isinstance(oserror.filename, str) and oserror.filename else str(path)
+    return write_error(Path(name), oserror)
+
+
 def train(
     cfg: RunConfig,
     task: Any,
@@ -445,6 +487,11 @@ def train(
     stop.install()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
+    except Exception as exc:
+        error = checkpoint_write_error(exc, out_dir)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         stop.restore()
     loaded.model = trainer.model

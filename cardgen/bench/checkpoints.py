@@ -129,10 +129,14 @@ def bench_checkpoints(checkpoint: str, vs: str | None = None, *, batch_sizes: Se
     except ConfigError as exc:
         raise ConfigError(exc.message.replace("`benchmark.precision`", "`--precision`"), exc.hint) from exc
     model, tokenizer, model_load, model_size, model_path = load_checkpoint(checkpoint, device)
+    from cardgen.preflight import check_bench
+
+    check_bench(model.config, sequence_length, _generates(model))  # before anything is measured
     models: dict[str, tuple[Any, Any]] = {}
     meta: dict[str, tuple[float, int | None, str]] = {}
     if vs is not None:
         base, base_tok, base_load, base_size, base_path = load_checkpoint(vs, device, like=model)
+        check_bench(base.config, sequence_length, _generates(base))
         models["base"] = (base, base_tok)
         meta["base"] = (base_load, base_size, base_path)
     models["model"] = (model, tokenizer)
