@@ -207,6 +207,9 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     out_dir = Path(cfg.output.dir)
     check_output_dir(out_dir, cfg.output.overwrite, resume)
     check_resume(cfg, out_dir, resume)
+    from cardgen.card.render import check_card_target
+
+    check_card_target(out_dir / "README.md", cfg.output.overwrite_card)  # a hand-written card: refuse before training
     task = get_task(cfg.task)
     timer = StageTimer(progress)
     inputs = _load(cfg, task, timer, progress)
