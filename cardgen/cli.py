@@ -99,6 +99,8 @@ def cli(debug: bool) -> None:
 @click.option("--no-train", is_flag=True, help="Only load, evaluate and document the checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the results in a non-empty output directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--overwrite-card", is_flag=True,
+              help="Replace a README.md in the output directory that cardgen did not write (no cardgen sections).")
 @click.option("--allow-pickle", is_flag=True,
               help="Load a checkpoint that has only pickle weights (pytorch_model.bin): only from a source you trust.")
 @click.option("--push-to", metavar="NS/NAME", help="Publish the card to this Hub repo when the run ends "
@@ -109,7 +111,7 @@ def cli(debug: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
 def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, overwrite: bool,
-        resume: bool, allow_pickle: bool, push_to: str | None, push_model: bool, as_json: bool,
+        resume: bool, overwrite_card: bool, allow_pickle: bool, push_to: str | None, push_model: bool, as_json: bool,
         quiet: bool) -> None:
     """Fine-tune (or only load) a checkpoint, evaluate it, compare it with its base model, benchmark both,
     and write run.json, config.yaml and README.md (the model card) into the output directory.
@@ -129,6 +131,8 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
         extra.append("training=null")
     if overwrite:
         extra.append("output.overwrite=true")
+    if overwrite_card:
+        extra.append("output.overwrite_card=true")
     if allow_pickle:
         extra.append("model.allow_pickle=true")
     cfg = load_config(config, extra)
@@ -166,8 +170,10 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
 @click.option("--builtin", is_flag=True, help="Render the built-in template even if the run used its own.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the card (default: RUN_DIR/README.md).")
+@click.option("--overwrite-card", is_flag=True,
+              help="Replace an existing card that cardgen did not write (one without cardgen sections).")
 @handle_errors
-def card(run_dir: Path, template: Path | None, builtin: bool, output: Path | None) -> None:
+def card(run_dir: Path, template: Path | None, builtin: bool, output: Path | None, overwrite_card: bool) -> None:
     """Re-render the model card from RUN_DIR/run.json alone (no torch, no re-training)."""
     from cardgen.card.render import write_card
     from cardgen.console import print_text
@@ -185,7 +191,7 @@ def card(run_dir: Path, template: Path | None, builtin: bool, output: Path | Non
                 raise TemplateError(f"the run was rendered with template {template}, which no longer exists",
                                     "pass --template PATH, or --builtin for the built-in card")
     target = output or (run_dir / "README.md")
-    write_card(record, target, template=template)
+    write_card(record, target, template=template, overwrite_card=overwrite_card)
     print_text(f"Wrote {target}")
 
 

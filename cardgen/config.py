@@ -265,6 +265,7 @@ class OutputConfig:
     dir: str = "runs/cardgen-run"
     overwrite: bool = False
     save_model: bool = True
+    overwrite_card: bool = False  # replace a README.md that holds no cardgen sections (written by hand)
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,10 @@ def load_config(
             raise ConfigError(f"config file {path} does not exist", "check the path, e.g. examples/sentiment.yaml")
         base_dir = path.resolve().parent
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader()) or {}  # a SafeLoader
+        except _DuplicateKey as exc:
+            raise ConfigError(f"{path}: key `{exc.key}` appears twice, on line {exc.first} and on line {exc.second}",
+                              "keep one of them: YAML would silently use the last") from exc
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -333,6 +337,10 @@ def load_config(
             raise ConfigError(f"{path} is not UTF-8 text", "save the config as UTF-8") from exc
     elif data is not None:
         raw = data
+    if raw is None or raw == {} and not overrides:
+        where = f"{path} " if path is not None else ""
+        raise ConfigError(f"the config {where}is empty",
+                          "give at least model.name_or_path and data.train; examples/sentiment.yaml is a start")
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping of sections (model:, data:, training: ...)")
     # Paths in the file are relative to the file; paths given on the command line to the working directory.
@@ -413,6 +421,33 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return raw
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+def _unique_key_loader() -> type:
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+        """PyYAML's SafeLoader, except that a key repeated in one mapping is an error, not "the last one wins"."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def _nearest(key: str, choices: typing.Iterable[str]) -> str:
     match = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
     return f"; did you mean {match[0]!r}?" if match else ""
@@ -432,9 +467,22 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             )
     kwargs = {key: _coerce(hints[key], value, f"{prefix}{key}") for key, value in raw.items()}
     obj = cls(**kwargs)
-    for key, message in obj._checks() if hasattr(obj, "_checks") else []:
-        raise ConfigError(f"`{prefix}{key}` {message}", "fix it in the config or with --set")
+    # Sections left out of the config hold their defaults, which must pass the same checks (model.name_or_path
+    # and data.train have no usable default).
+    for f in dataclasses.fields(cls):
+        value = getattr(obj, f.name)
+        if f.name not in raw and dataclasses.is_dataclass(value):
+            _check(value, f"{prefix}{f.name}.")
+    _check(obj, prefix)
     return obj
+
+
+def _check(obj: Any, prefix: str) -> None:
+    for key, message in obj._checks() if hasattr(obj, "_checks") else []:
+        if message.startswith("is required: "):
+            raise ConfigError(f"the config has no `{prefix}{key}`: {message.removeprefix('is required: ')}",
+                              f"add `{prefix}{key}` to the config, or pass --set {prefix}{key}=...")
+        raise ConfigError(f"`{prefix}{key}` {message}", "fix it in the config or with --set")
 
 
 def _type_name(tp: Any) -> str:

@@ -240,6 +240,9 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     outputs.check_inputs_outside(cfg, out_dir)
     if main:
         check_output_dir(out_dir, cfg.output.overwrite, resume)  # fails fast, before the lock creates the directory
+    from cardgen.card.render import check_card_target
+
+    check_card_target(out_dir / "README.md", cfg.output.overwrite_card)  # a hand-written card: refuse before training
     created = not out_dir.exists()
     from cardgen.files import output_lock
 

@@ -368,13 +368,24 @@ def load_record(path: str | Path) -> RunRecord:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise OutputError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})", "re-run `cardgen run`") from exc
+    not_a_record = f"{path} is not a cardgen run record (schema {SCHEMA_VERSION})"
+    hint = "give the run.json that `cardgen run` wrote, or re-run `cardgen run`"
+    if not isinstance(data, dict):
+        raise OutputError(f"{not_a_record}: it holds a JSON {type(data).__name__}, not an object", hint)
     major = str(data.get("schema_version", "0")).split(".")[0]
     if major != SCHEMA_VERSION.split(".")[0]:
         raise OutputError(
             f"{path} has schema version {data.get('schema_version')}, this cardgen reads {SCHEMA_VERSION}",
             "use the cardgen version that wrote it",
         )
-    return from_dict(RunRecord, data)
+    missing = [f.name for f in dataclasses.fields(RunRecord) if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and not isinstance(data.get(f.name), dict)]
+    if missing:
+        raise OutputError(f"{not_a_record}: `{missing[0]}` is missing or not an object", hint)
+    try:
+        return from_dict(RunRecord, data)
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        raise OutputError(f"{not_a_record}: {type(exc).__name__}: {exc}", hint) from exc
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cardgen.card.format import fmt, md_escape, signed
+from cardgen.card.format import card_path, fmt, md_escape, signed
 from cardgen.card.metadata import base_model_id, dataset_ids, model_display_name
 from cardgen.record import EvaluationRecord, RunRecord
 from cardgen.stats.metrics import LOWER_IS_BETTER, METRIC_NAMES
@@ -66,7 +66,7 @@ def _splits(record: RunRecord) -> list[dict[str, Any]]:
             continue
         dist = ", ".join(f"{md_escape(k)} {v}" for k, v in s.label_distribution.items())
         out.append({
-            "name": name, "n": s.num_examples, "source": md_escape(short_source(s.source)), "labels": dist or "—",
+            "name": name, "n": s.num_examples, "source": md_escape(short_source(s.source, _run_dir(record))), "labels": dist or "—",
             "truncated": s.num_truncated, "fingerprint": s.fingerprint[:12],
             "tokens": (f"{fmt(s.token_length.get('mean'), 1)} / {fmt(s.token_length.get('p95'), 0)} / "
                        f"{s.token_length.get('max')}") if s.token_length else "—",
@@ -74,16 +74,32 @@ def _splits(record: RunRecord) -> list[dict[str, Any]]:
     return out
 
 
-def short_source(source: str) -> str:
-    """A data source for display: paths relative to the working directory when below it, else the file name."""
+def short_source(source: str, run_dir: str | None = None) -> str:
+    """A data source for display: a path relative to the run directory (see :func:`card_path`), never to the
+    working directory, so the card has the same bytes wherever it is rendered."""
     head, sep, tail = source.partition(" (")
-    path = Path(head)
-    if path.is_absolute():
-        try:
-            head = str(path.relative_to(Path.cwd()))
-        except ValueError:
-            head = path.name
-    return head + sep + tail
+    return card_path(head, run_dir) + sep + tail
+
+
+def _run_dir(record: RunRecord) -> str | None:
+    """The run's output directory as recorded (what the card's paths are relative to)."""
+    out_dir = (record.config.get("output") or {}).get("dir")
+    return str(out_dir) if out_dir else None
+
+
+def _split_role(record: RunRecord) -> str:
+    """What training did with the evaluation split, as the record says: "held-out" (nothing), "selection"
+    (the best checkpoint was picked on it) or "training" (the model was trained on it)."""
+    ev, tr = record.evaluation, record.training
+    if ev is not None and ev.extra.get("used_for_model_selection"):
+        return "selection"
+    if ev is None or tr is None:
+        return "held-out"
+    if ev.split == "train":
+        return "training"
+    if ev.split == "validation" and tr.arguments.get("load_best_model_at_end", True):
+        return "selection"
+    return "held-out"
 
 
 def _data_report(record: RunRecord) -> dict[str, Any] | None:
@@ -248,9 +264,11 @@ def build_context(record: RunRecord) -> dict[str, Any]:
     hp, other = _hyperparameters(record)
     dtype, dname = dataset_ids(record)
     base_id = base_model_id(record)
+    # Without a Hub id the base is a local path: shown as the pushed run.json shows it, never absolute.
+    base_name = base_id or card_path(record.model.base_model, _run_dir(record))
     return {
         "model_name": md_escape(model_display_name(record)),
-        "base_model": md_escape(base_id or record.model.base_model),
+        "base_model": md_escape(base_name),
         "base_model_link": f"https://huggingface.co/{base_id}" if base_id else None,
         "trained": record.training is not None,
         "task": record.model.task,
@@ -265,7 +283,8 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "citation": card_cfg.get("citation"),
         "test_split": ev.split if ev else None,
         "test_n": ev.num_examples if ev else 0,
-        "test_used_for_selection": bool(ev and ev.extra.get("used_for_model_selection")),
+        "test_used_for_selection": _split_role(record) == "selection",
+        "test_split_role": _split_role(record),
         "results": _metric_rows(ev) if ev else [],
         "label_names": [md_escape(n) for n in record.data.label_names],
         "splits": _splits(record),
@@ -296,7 +315,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "git_commit": env.git_commit,
         "stage_seconds": [(k, fmt(v, 1)) for k, v in record.stage_seconds.items()],
         "warnings": record.warnings,
-        "comparison": comparison_context(record.comparison, base_id)
+        "comparison": comparison_context(record.comparison, base_name)
         if record.comparison and record.comparison.task == "text-classification" else None,
         "evaluation_note": _evaluation_note(record),
         "data_note": _data_note(record),

@@ -26,9 +26,22 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+# Characters that must never reach a card raw: C0/C1 controls (NUL makes grep call the card binary, ESC codes
+# run in a terminal) and the bidi overrides and isolates that display text reversed (U+202E).
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                                "\u2066-\u2069]")
+
+
+def visible_controls(text: str) -> str:
+    """``text`` with each control or bidi character written as its escape (``\\x1b``, ``\\u202e``)."""
+    return CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                  else f"\\u{ord(m.group()):04x}", text)
+
+
 def md_escape(text: Any, limit: int | None = None) -> str:
-    """Text from data made safe inside Markdown and HTML: no tags, no table breaks, one line."""
-    text = " ".join(str(text).split())
+    """Text from data made safe inside Markdown and HTML: no tags, no table breaks, one line, no control
+    characters (shown as escapes such as ``\\x1b``)."""
+    text = visible_controls(" ".join(str(text).split()))
     if limit and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     # Quotes stay as they are: no tag can form once < and > are escaped, and an entity such as &#x27; would
@@ -76,6 +89,36 @@ def short_test(test: str | None) -> str:
         if test and test.startswith(prefix):
             return short
     return test or "—"
+
+
+def shorten_path(path: Path, roots: Sequence[tuple[Path, str]]) -> str:
+    """A local absolute path without the machine's directory layout (the one rule of the card and the pushed
+    run.json): ``site-packages/...`` inside an installed package; else relative to the first of ``roots`` it lies
+    in, as ``label/rest`` (label "." gives a plain relative path); else ``.../parent/name``."""
+    if "site-packages" in path.parts:
+        return "/".join(path.parts[path.parts.index("site-packages"):])
+    for root, label in roots:
+        if path == root:
+            return label
+        if path.is_relative_to(root):
+            rel = path.relative_to(root).as_posix()
+            return rel if label == "." else f"{label}/{rel}"
+    return ".../" + "/".join(path.parts[-2:])
+
+
+def card_path(value: str, run_dir: str | None) -> str:
+    """A local path as the card shows it: relative to the run directory (up to two levels above it), ``~/...``
+    under the home directory, else shortened by :func:`shorten_path`. The same bytes from any working directory;
+    anything that is not an absolute path is returned as it is."""
+    path = Path(value)
+    if not path.is_absolute() or len(path.parts) < 3:
+        return value
+    roots: list[tuple[Path, str]] = []
+    if run_dir and Path(run_dir).is_absolute():
+        run = Path(run_dir)
+        roots = [(root, label) for root, label in ((run, "."), (run.parent, ".."), (run.parent.parent, "../.."))
+                 if len(root.parts) > 1]
+    return shorten_path(path, [*roots, (Path.home(), "~")])
 
 
 def display_model(name: str) -> str:

@@ -1,9 +1,10 @@
 """`cardgen lint CARD.md`: offline checks that a model card is complete and that the Hub would accept it.
 
 Problems (the card is wrong or incomplete): no front matter or YAML that does not parse, null values, a model-index
-without the fields the Hub requires, no license, no base_model, an image that does not exist, unbalanced cardgen
-markers. Warnings (the card works but is unfinished): placeholder text left for the author ("TODO (author)",
-"More information needed", ...), no results in model-index, images by absolute path. ``strict`` turns warnings
+without the fields the Hub requires, no license, no base_model or a local path as base_model, an image that does not
+exist, unbalanced cardgen markers, control characters (NUL, ESC codes, bidi overrides). Warnings (the card works
+but is unfinished): placeholder text left for the author ("TODO (author)", "More information needed", ...), no
+results in model-index, images by absolute path. ``strict`` turns warnings
 into problems. Pure Python and PyYAML: no network, no torch.
 """
 
@@ -32,6 +33,8 @@ _FRONT_MATTER_RE = re.compile(r"\A\s*---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\
 _MD_IMAGE_RE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _HTML_IMAGE_RE = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
 _REMOTE = ("http://", "https://", "data:", "//")
+# A local path where a Hub id belongs: absolute, home-relative, explicitly relative, a Windows drive, a package.
+_LOCAL_PATH_RE = re.compile(r"^(?:/|~|\.{1,2}(?:/|\\|$)|\\|[A-Za-z]:[\\/])|site-packages|\.\.\.?/")
 
 
 @dataclass
@@ -109,6 +112,7 @@ def lint_text(text: str, base_dir: Path) -> list[Finding]:
     lines = text.splitlines()
     findings += _placeholders(lines, body_start)
     findings += _images(lines, body_start, base_dir)
+    findings += _control_characters(text)
     if metadata is not None or not _FRONT_MATTER_RE.match(text):
         findings += _markers(text)  # a broken front matter is reported once, above
     return findings
@@ -160,6 +164,12 @@ def check_metadata(metadata: dict[str, Any]) -> list[Finding]:
     if not metadata.get("base_model"):
         out.append(Finding("problem", "no-base-model",
                            "no `base_model` in the metadata (the Hub id of the model this one was made from)"))
+    base_models = metadata.get("base_model")
+    for name in base_models if isinstance(base_models, list) else [base_models]:
+        if isinstance(name, str) and _LOCAL_PATH_RE.search(name):
+            out.append(Finding("problem", "base-model-local",
+                               f"`base_model` {name!r} is a local path, not a Hub id (set card.base_model to the "
+                               "Hub id of the model it was made from)"))
     if "model-index" not in metadata:
         out.append(Finding("warning", "no-results", "no `model-index`: the card reports no evaluation results"))
         return out
@@ -291,6 +301,20 @@ def _images(lines: list[str], start: int, base_dir: Path) -> list[Finding]:
                 exists = (base_dir / local).is_file()
             if not exists:
                 out.append(Finding("problem", "image-missing", f"image {target} does not exist", number))
+    return out
+
+
+def _control_characters(text: str) -> list[Finding]:
+    """Control characters (NUL, ESC codes, ...) and bidi overrides (U+202E), one finding per line."""
+    from cardgen.card.format import CONTROL_CHARACTERS
+
+    out = []
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): it breaks on \x0c and \x1c too
+        found = sorted({f"U+{ord(c):04X}" for c in CONTROL_CHARACTERS.findall(line.removesuffix("\r"))})
+        if found:
+            out.append(Finding("problem", "control-character",
+                               f"control or bidi character(s) {', '.join(found)}: a terminal runs them, grep calls "
+                               "the card binary, text may display reversed (replace them)", number))
     return out
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cardgen.card.format import shorten_path
 from cardgen.card.markers import has_markers, join_front_matter, merge_generated, split_front_matter
 from cardgen.errors import HubError
 
@@ -91,15 +92,7 @@ def public_run_json(raw: bytes, output_dir: Path) -> bytes:
             return value
         if len(path.parts) < 3:  # "/" or "/tmp": nothing to hide
             return value
-        if "site-packages" in path.parts:
-            return "/".join(path.parts[path.parts.index("site-packages"):])
-        for root, label in roots:
-            if path == root:
-                return label
-            if path.is_relative_to(root):
-                rel = path.relative_to(root).as_posix()
-                return rel if label == "." else f"{label}/{rel}"
-        return ".../" + "/".join(path.parts[-2:])
+        return shorten_path(path, roots)
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):

@@ -64,6 +64,23 @@ def _label_names(cfg: RunConfig, frames: dict[str, pd.DataFrame], model_names: l
     return strings
 
 
+def _check_missing_labels(frame: pd.DataFrame, split: str, source: str, column: str) -> None:
+    """Blank, null or NaN labels are an error naming the rows, with or without data.label_names: without names
+    they would otherwise become classes of their own ('', 'nan')."""
+    from pandas import isna
+
+    def missing(value: Any) -> bool:
+        if isinstance(value, str):
+            return not value.strip()
+        return value is None or np.ndim(value) == 0 and bool(isna(value))
+
+    bad = [row + 1 for row, value in enumerate(frame["label"].tolist()) if missing(value)]
+    if bad:
+        rows = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
+        raise DataError(f"{len(bad)} missing (blank or null) label(s) in column {column!r} of the {split} data "
+                        f"({source}), rows {rows}", "give every row a label, or remove those rows")
+
+
 def _encode_labels(frame: pd.DataFrame, names: list[str], split: str, source: str) -> pd.DataFrame:
     index = {n: i for i, n in enumerate(names)}
     ids, bad = [], []
@@ -107,6 +124,8 @@ def prepare_data(cfg: RunConfig, tokenizer: Any, need_train: bool, model_config:
             rename[d.text_pair_column] = "text_pair"
         keep = list(rename)
         frames[split] = frame[keep].rename(columns=rename).reset_index(drop=True)
+    for split, frame in frames.items():
+        _check_missing_labels(frame, split, sources[split], d.label_column)
     names = _label_names(cfg, frames, model_label_names(model_config))
     if len(names) < 2:
         raise DataError(f"only one class ({names[0]!r}) in the data", "classification needs at least two labels")
