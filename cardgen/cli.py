@@ -64,12 +64,56 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
+class _UsageError(click.UsageError):
+    """A Click usage error shown like every other error: one line ``Error: ... (hint: ...)``, exit 2."""
+
+    def __init__(self, exc: click.UsageError, ctx: click.Context | None = None) -> None:
+        super().__init__(exc.message, exc.ctx or ctx)
+        self.exit_code = exc.exit_code
+        self.wrapped = exc
+
+    def show(self, file: Any = None) -> None:
+        from cardgen.console import print_error
+
+        message = self.wrapped.format_message()
+        ctx = self.ctx
+        hint = "see `cardgen --help`"
+        if ctx is not None:
+            usage = " ".join(ctx.get_usage().split())
+            hint = f"{usage[0].lower()}{usage[1:]}; see `{ctx.command_path} --help`"
+        print_error(CardgenError(message, hint).one_line())
+
+
+def _one_line_usage(call: Callable[[], Any], fallback: Callable[[], click.Context] | None = None) -> Any:
+    """Run ``call``; a usage error leaves as :class:`_UsageError` (``fallback``: the context to describe when the
+    error came from parsing, before the command's own context existed)."""
+    try:
+        return call()
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # `cardgen` alone prints the help, as it should
+    except click.UsageError as exc:
+        if isinstance(exc, _UsageError) or _debug_enabled():
+            raise
+        raise _UsageError(exc, fallback() if fallback is not None and exc.ctx is None else None) from exc
+
+
 class _Group(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        return _one_line_usage(  # type: ignore[no-any-return]
+            lambda: super(_Group, self).make_context(info_name, args, parent, **extra),
+            lambda: click.Context(self, info_name=info_name, parent=parent))
+
+    def _sub_context(self, ctx: click.Context) -> click.Context:
+        name = ctx.invoked_subcommand
+        command = self.commands.get(name) if name else None
+        return click.Context(command, info_name=name, parent=ctx) if command is not None else ctx
+
     def invoke(self, ctx: click.Context) -> Any:
         # --debug is a group option; the error handler of the subcommand reads it from here.
         _DEBUG["flag"] = bool(ctx.params.get("debug"))
         try:
-            return super().invoke(ctx)
+            return _one_line_usage(lambda: super(_Group, self).invoke(ctx), lambda: self._sub_context(ctx))
         finally:
             _DEBUG["flag"] = False
 
