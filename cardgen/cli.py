@@ -69,7 +69,6 @@ class _UsageError(click.UsageError):
 
     def __init__(self, exc: click.UsageError, ctx: click.Context | None = None) -> None:
         super().__init__(exc.message, exc.ctx or ctx)
-        self.exit_code = exc.exit_code
         self.wrapped = exc
 
     def show(self, file: Any = None) -> None:
