@@ -148,11 +148,13 @@ def cli(debug: bool) -> None:
               "(repo id and token are checked before the run starts).")
 @click.option("--push-model", is_flag=True, help="With --push-to: also upload the model (safetensors, config, "
               "tokenizer) in the same commit.")
+@click.option("--token", metavar="TOKEN", help="With --push-to: the Hub token (default: HF_TOKEN or the "
+              "huggingface_hub login).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (for CI).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
 def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, overwrite: bool,
-        resume: bool, allow_pickle: bool, push_to: str | None, push_model: bool, as_json: bool,
+        resume: bool, allow_pickle: bool, push_to: str | None, push_model: bool, token: str | None, as_json: bool,
         quiet: bool) -> None:
     """Fine-tune (or only load) a checkpoint, evaluate it, compare it with its base model, benchmark both,
     and write run.json, config.yaml and README.md (the model card) into the output directory.
@@ -180,10 +182,12 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if push_model and not cfg.output.save_model:
         raise ConfigError("--push-model needs the model saved, but output.save_model is false",
                           "drop --set output.save_model=false, or drop --push-model")
+    if token and not push_to:
+        raise ConfigError("--token needs --push-to NS/NAME", "add --push-to, or drop --token")
     if push_to:
         from cardgen.hub.push import check_push_target
 
-        check_push_target(push_to)  # fail now, not after hours of training
+        check_push_target(push_to, token)  # fail now, not after hours of training
     quiet_libraries()
     from cardgen.pipeline import is_main_process
 
@@ -193,13 +197,30 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if not main_process:
         return
     if push_to:
-        from cardgen.hub.push import push
-
-        push(result.output_dir, repo_id=push_to, with_model=push_model, progress=progress)
+        _push_after_run(result.output_dir, push_to, push_model, token, progress)
     if as_json:
         print_json(summary(result))
     else:
         print_text(f"Wrote {result.output_dir / 'README.md'} and {result.output_dir / 'run.json'}")
+
+
+def _push_after_run(output_dir: Path, repo_id: str, with_model: bool, token: str | None, progress: Any) -> None:
+    """The push at the end of `run --push-to`: when it fails, the error says where the finished run is and
+    gives the exact `cardgen push` command that publishes it (the token itself is never repeated)."""
+    import shlex
+
+    from cardgen.errors import HubError
+    from cardgen.hub.push import push
+
+    try:
+        push(output_dir, repo_id=repo_id, token=token, with_model=with_model, progress=progress)
+    except HubError as exc:
+        command = " ".join(["cardgen push", shlex.quote(str(output_dir)), "--repo-id", shlex.quote(repo_id),
+                            *(["--with-model"] if with_model else []), *(["--token", "TOKEN"] if token else [])])
+        exc.message = f"the run finished and is saved in {output_dir}, but the push failed: {exc.message}"
+        exc.hint = f"{exc.hint}; then publish the saved run with `{command}`"
+        exc.args = (exc.message,)
+        raise
 
 
 @cli.command()

@@ -1,0 +1,136 @@
+"""Issue 13, misleading messages and inconsistencies (cases 18, 19, 20, 22): each command's errors and warnings say
+what is true and name the command's own flags.
+
+Reproductions in the style of the bad-input catalogue (tests/test_bad_inputs.py): the CLI in-process through
+Click's CliRunner, one-line errors with exit 2, and inputs / outputs byte-identical where nothing should change.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import test_bad_inputs
+from click.testing import CliRunner
+from hub_server import HubServer
+from test_bad_inputs import Ctx, assert_one_line_error, snapshot
+
+from cardgen.cli import cli
+
+TOKEN = "hf_robustness_write"
+ctx = test_bad_inputs.ctx  # the catalogue's fixture: a tiny BERT, tiny data, a finished run, an output to watch
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[HubServer]:
+    server = HubServer(tokens={TOKEN: "alice"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def local_hub(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
+    """The in-process huggingface_hub talks to the test Hub (HF_ENDPOINT is read at import, so set the constant)."""
+    from huggingface_hub import constants
+
+    from cardgen.hub import transport
+
+    hub.reset()
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(transport, "RETRY_WAITS_S", (0.05, 0.1, 0.2))
+    return hub
+
+
+# ------------------------------------------------------------------------------------------------ 20: run --push-to
+
+
+def test_push_after_run_fails_with_the_saved_dir_and_the_exact_push_command(ctx: Ctx, local_hub: HubServer) -> None:
+    local_hub.fail("POST", r"/commit/", status=403)
+    result = CliRunner().invoke(cli, ["run", str(ctx.config()), "--no-train", "-q", "--push-to", "alice/tiny",
+                                      "--token", TOKEN])
+    assert result.exit_code == 2, result.output
+    line = assert_one_line_error(result.stderr, f"saved in {ctx.out}")
+    assert TOKEN not in result.output
+    command = line.split("`")[-2]
+    assert command == f"cardgen push {shlex.quote(str(ctx.out))} --repo-id alice/tiny --token TOKEN"
+    assert (ctx.out / "README.md").is_file() and (ctx.out / "run.json").is_file()
+    # the command it gives is the one that publishes the saved run
+    local_hub.clear_failures()
+    args = shlex.split(command)[1:]
+    args[args.index("TOKEN")] = TOKEN
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "README.md" in local_hub.files("alice/tiny")
+
+
+def test_push_with_model_after_run_names_with_model(ctx: Ctx, local_hub: HubServer,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    local_hub.fail("POST", r"/commit/", status=403)
+    result = CliRunner().invoke(cli, ["run", str(ctx.config()), "-q", "--push-to", "alice/tiny", "--push-model"])
+    assert result.exit_code == 2, result.output
+    line = assert_one_line_error(result.stderr, "no write access")
+    assert line.split("`")[-2] == f"cardgen push {shlex.quote(str(ctx.out))} --repo-id alice/tiny --with-model"
+
+
+def test_run_accepts_the_token_its_hint_asks_for(ctx: Ctx) -> None:
+    """The missing-token hint says "pass --token": `run` has that option, and without --push-to it is an error."""
+    cfg = ctx.config()
+    before = snapshot(ctx.out)
+    missing = CliRunner().invoke(cli, ["run", str(cfg), "--push-to", "alice/tiny"])
+    assert missing.exit_code == 2
+    assert "pass --token" in assert_one_line_error(missing.stderr, "no Hugging Face token")
+    lonely = CliRunner().invoke(cli, ["run", str(cfg), "--token", "hf_x"])
+    assert lonely.exit_code == 2
+    assert_one_line_error(lonely.stderr, "--token needs --push-to")
+    assert snapshot(ctx.out) == before
+
+
+# ------------------------------------------------------------------------------------------------ 22d: Click usage
+
+
+@pytest.mark.parametrize(("args", "expect", "usage"), [
+    (["run", "--foo", "x.yaml"], "No such option '--foo'", "cardgen run [OPTIONS] CONFIG"),
+    (["run"], "Missing argument 'CONFIG'", "cardgen run [OPTIONS] CONFIG"),
+    (["run", "x.yaml", "--set"], "'--set' requires an argument", "cardgen run [OPTIONS] CONFIG"),
+    (["compare", "a", "b"], "Missing option '--data'", "cardgen compare [OPTIONS] BASE FT"),
+    (["compare", "a", "b", "--data", "x", "--batch-size", "abc"], "'abc' is not a valid integer",
+     "cardgen compare [OPTIONS] BASE FT"),
+    (["nope"], "No such command 'nope'", "cardgen [OPTIONS] COMMAND"),
+    (["--bogus", "run"], "No such option '--bogus'", "cardgen [OPTIONS] COMMAND"),
+])
+def test_click_usage_errors_are_one_line_with_a_hint(args: list[str], expect: str, usage: str,
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, args, prog_name="cardgen")
+    assert result.exit_code == 2, result.output
+    line = assert_one_line_error(result.stderr, expect)
+    assert usage in line and "--help`" in line
+    assert "Try '" not in result.output and result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ 22e: endpoint
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://hub.example", "htp://hub.example", "hub.example"])
+def test_an_endpoint_that_is_no_http_url_fails_at_once(ctx: Ctx, endpoint: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    before = snapshot(ctx.run_dir)
+    start = time.perf_counter()
+    result = CliRunner().invoke(cli, ["push", str(ctx.run_dir), "--repo-id", "alice/tiny", "--token", "hf_x"])
+    assert time.perf_counter() - start < 3  # no retries with backoff (1 + 2 + 4 s)
+    assert result.exit_code == 2, result.output
+    line = assert_one_line_error(result.stderr, "is not an http:// or https:// URL")
+    assert "HF_ENDPOINT" in line and "retrying" not in result.output
+    assert snapshot(ctx.run_dir) == before
+    assert json.loads((ctx.run_dir / "run.json").read_text())  # still the run's record
