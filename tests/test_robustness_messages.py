@@ -12,6 +12,7 @@ import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import test_bad_inputs
@@ -134,3 +135,50 @@ def test_an_endpoint_that_is_no_http_url_fails_at_once(ctx: Ctx, endpoint: str,
     assert "HF_ENDPOINT" in line and "retrying" not in result.output
     assert snapshot(ctx.run_dir) == before
     assert json.loads((ctx.run_dir / "run.json").read_text())  # still the run's record
+
+
+# ------------------------------------------------------------------------------------------------ 19: compare's hints
+
+CONFIG_TERMS = ("model.name_or_path", "data.", "evaluation.", "--set", "config file", "the config")
+
+
+def _xlsx(c: Ctx) -> str:
+    path = c.tmp / "bad-data" / "test.xlsx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK\x03\x04")
+    return str(path)
+
+
+@pytest.mark.parametrize(("build", "expect", "flag"), [
+    (lambda c: [str(c.tmp / "no-model"), str(c.run_dir)], "does not exist", "BASE / FT"),
+    (lambda c: [str(c.data), str(c.run_dir)], "not a model directory", "BASE / FT"),
+    (lambda c: [str(c.bert), str(c.run_dir), "--label-column", "y"], "column 'y'", "--label-column"),
+    (lambda c: [str(c.bert), str(c.run_dir), "--label-names", "positive,neutral"], "not among the label names",
+     "--label-names"),
+    (lambda c: [str(c.bert), str(c.run_dir), "--label-names", "a,a"], "`--label-names` must not repeat", "compare"),
+    (lambda c: [str(c.bert), str(c.run_dir), "--max-length", "4"], "--max-length must be >= 8", "compare"),
+    (lambda c: [str(c.bert), str(c.run_dir), "--data", _xlsx(c)], "unsupported data file format", "--data"),
+], ids=["missing-base", "base-not-a-model", "missing-label-column", "label-outside-names", "repeated-label-names",
+        "max-length", "unsupported-format"])
+def test_compare_hints_name_compare_flags_not_config_keys(ctx: Ctx, build: Any, expect: str, flag: str) -> None:
+    args = build(ctx)
+    if "--data" not in args:
+        args += ["--data", str(ctx.data / "test.jsonl")]
+    out = ctx.tmp / "cmp.json"
+    before = snapshot(ctx.run_dir)
+    result = CliRunner().invoke(cli, ["compare", *args, "--json", str(out), "-q"])
+    assert result.exit_code == 2, result.output
+    line = assert_one_line_error(result.stderr, expect)
+    hint = line.split("(hint: ", 1)[1]
+    assert flag in hint, line
+    for term in CONFIG_TERMS:
+        assert term not in line, f"{term!r} in {line!r}"
+    assert not out.exists() and snapshot(ctx.run_dir) == before
+
+
+def test_run_hints_keep_naming_config_keys(ctx: Ctx) -> None:
+    """The same errors from `run` still name the config keys (run takes a config file)."""
+    cfg = ctx.config(model={"name_or_path": str(ctx.tmp / "no-model")})
+    result = CliRunner().invoke(cli, ["run", str(cfg)])
+    assert result.exit_code == 2
+    assert "model.name_or_path" in assert_one_line_error(result.stderr, "does not exist")

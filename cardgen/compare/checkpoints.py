@@ -7,16 +7,17 @@ then paired tests over documents (:mod:`.documents`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cardgen.compare.baseline import base_method, is_backbone_only, linear_probe, zero_shot
 from cardgen.compare.classification import classification_comparison, example_texts
 from cardgen.console import NullProgress, Progress
-from cardgen.errors import ConfigError, DataError, ModelError
+from cardgen.errors import CardgenError, CommandTerms, ConfigError, DataError, ModelError
 from cardgen.record import (
     Comparison,
 )
@@ -81,7 +82,7 @@ def compare(
     """
     from cardgen.models import hf_quiet
 
-    with hf_quiet():
+    with hf_quiet(), _in_compare_terms():
         return _compare(base, fine_tuned, data, task=task, split=split, text_column=text_column,
                         label_column=label_column, label_names=label_names, max_length=max_length, train=train,
                         dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap_samples,
@@ -200,6 +201,34 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     comparison.fine_tuned_evaluation = ft_eval
     comparison.seconds = round(time.perf_counter() - start, 2)
     return comparison
+
+
+# compare builds a config from its arguments, so what it calls raises errors that name config keys: each is
+# restated with the flag compare has for it (and a compare hint where it has none).
+COMPARE_FLAGS = {
+    "model.name_or_path": "BASE / FT", "data.label_names": "--label-names", "data.text_column": "--text-column",
+    "data.label_column": "--label-column", "data.max_length": "--max-length", "data.train": "--train",
+    "data.test": "--data", "data.dataset": "--data", "data.dataset_config": "--dataset-config",
+    "data.splits.test": "--split", "evaluation.batch_size": "--batch-size", "compare.bootstrap_samples": "--bootstrap",
+    "compare.confidence": "--confidence", "compare.seed": "--seed",
+}
+COMPARE_HINTS: dict[type[CardgenError], str] = {
+    ConfigError: "see `cardgen compare --help`",
+    DataError: "check --data, --text-column and --label-column (and --label-names, --train if given)",
+    ModelError: "check BASE / FT (checkpoint directories, pkg: paths or Hub ids)",
+}
+
+
+@contextlib.contextmanager
+def _in_compare_terms() -> Iterator[None]:
+    from cardgen.config import RunConfig
+
+    try:
+        yield
+    except CardgenError as exc:
+        sections = tuple(f.name for f in dataclasses.fields(RunConfig))
+        CommandTerms("compare", COMPARE_FLAGS, COMPARE_HINTS, sections).restate(exc)
+        raise
 
 
 def _needs_train(base: str) -> DataError:
