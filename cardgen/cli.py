@@ -353,6 +353,8 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     print_text(f"Base {display_model(result.base_model)} ({how}) vs fine-tuned {display_model(fine_tuned)}: "
                f"{result.num_examples} {result.split} {'examples' if result.probe or result.per_class else 'documents'}"
                f", max length {result.max_length}")
+    for warning in result.warnings:
+        print_text(f"Warning: {warning}")
     ci = f"{result.confidence * 100:g}% CI"
     print_table(f"Base vs fine-tuned ({ci}, {result.bootstrap_samples} bootstrap resamples, seed {result.seed})",
                 ["Metric", f"base [{ci}]", f"fine-tuned [{ci}]", f"delta [{ci}]", "p-value", "test"],

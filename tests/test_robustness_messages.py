@@ -182,3 +182,40 @@ def test_run_hints_keep_naming_config_keys(ctx: Ctx) -> None:
     result = CliRunner().invoke(cli, ["run", str(cfg)])
     assert result.exit_code == 2
     assert "model.name_or_path" in assert_one_line_error(result.stderr, "does not exist")
+
+
+# ------------------------------------------------------------------------------------------------ 18: compare's base
+
+
+def _compare_args(c: Ctx, base: Path, *extra: str) -> list[str]:
+    return ["compare", str(base), str(c.run_dir), "--data", str(c.data / "test.jsonl"), "--train",
+            str(c.data / "train.jsonl"), "--bootstrap", "100", "--json", str(c.tmp / "cmp.json"), *extra]
+
+
+def test_compare_with_a_base_the_run_did_not_record_warns_and_names_the_recorded_one(ctx: Ctx) -> None:
+    recorded = json.loads((ctx.run_dir / "run.json").read_text())["model"]["base_model"]
+    assert Path(recorded) == ctx.bert
+    other = ctx.model_dir("other-base")  # the same architecture, but not the checkpoint FT was fine-tuned from
+    result = CliRunner().invoke(cli, _compare_args(ctx, other))
+    assert result.exit_code == 0, result.output
+    warning = f"Warning: FT's run.json records that it was fine-tuned from {recorded}, but BASE is {other}"
+    assert warning in " ".join(result.stdout.split())  # in the output, also with -q
+    assert f"warning: FT's run.json records that it was fine-tuned from {recorded}" in " ".join(
+        result.stderr.split())  # and at once, through the progress
+    data = json.loads((ctx.tmp / "cmp.json").read_text())
+    assert data["recorded_base_model"] == recorded and data["base_model"] == str(other)
+    assert len(data["warnings"]) == 1 and recorded in data["warnings"][0]
+    quiet = CliRunner().invoke(cli, [*_compare_args(ctx, other), "-q"])
+    assert quiet.exit_code == 0 and warning in " ".join(quiet.stdout.split())
+
+
+@pytest.mark.parametrize("spelling", ["same", "relative", "trailing-slash"])
+def test_compare_with_the_recorded_base_says_nothing(ctx: Ctx, spelling: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ctx.bert.parent)
+    base = {"same": str(ctx.bert), "relative": ctx.bert.name, "trailing-slash": f"{ctx.bert}/"}[spelling]
+    result = CliRunner().invoke(cli, _compare_args(ctx, Path(base), "-q"))
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output and "warning" not in result.output
+    data = json.loads((ctx.tmp / "cmp.json").read_text())
+    assert data["recorded_base_model"] == str(ctx.bert) and data["warnings"] == []

@@ -111,6 +111,7 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
     fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
     recorded = _recorded_run(fine_tuned)
+    recorded_base, warnings = _recorded_base(base, recorded, progress)
     recorded_length, recorded_batch = _recorded_settings(recorded)
     max_length = max_length or recorded_length or 128
     batch_size = batch_size or recorded_batch or 32
@@ -139,6 +140,7 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
                                          n_resamples=bootstrap_samples, confidence=confidence, seed=seed,
                                          progress=progress)
         comparison.seconds = round(time.perf_counter() - start, 2)
+        comparison.recorded_base_model, comparison.warnings = recorded_base, warnings
         return comparison
     cfg = load_config(data={
         "model": {"name_or_path": base}, "task": task, "data": data_section, "training": None,
@@ -200,7 +202,35 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     comparison.base_evaluation = base_eval
     comparison.fine_tuned_evaluation = ft_eval
     comparison.seconds = round(time.perf_counter() - start, 2)
+    comparison.recorded_base_model, comparison.warnings = recorded_base, warnings
     return comparison
+
+
+def _recorded_base(base: str, run: dict[str, Any], progress: Progress) -> tuple[str | None, list[str]]:
+    """The base model FT's run.json records (None when FT is no run output, or was not trained) and, when BASE
+    is another checkpoint, the warning that says so (also reported through ``progress`` at once)."""
+    model = run.get("model") if isinstance(run.get("model"), dict) else None
+    recorded = model.get("base_model") if model else None
+    if not isinstance(recorded, str) or not recorded or not run.get("training"):
+        return None, []
+    if _same_checkpoint(base, recorded):
+        return recorded, []
+    warning = (f"FT's run.json records that it was fine-tuned from {recorded}, but BASE is {base}: unless the two "
+               "are the same model, this compares FT with a model it was not trained from")
+    progress.note(f"warning: {warning}")
+    return recorded, [warning]
+
+
+def _same_checkpoint(a: str, b: str) -> bool:
+    """Whether two model references name the same checkpoint: equal Hub ids, or paths to the same directory."""
+    from cardgen.files import package_path
+
+    def where(name: str) -> str:
+        name = package_path(name) if name.startswith("pkg:") else name
+        path = Path(name).expanduser()
+        return str(path.resolve()) if path.exists() else name.rstrip("/")
+
+    return where(a) == where(b)
 
 
 # compare builds a config from its arguments, so what it calls raises errors that name config keys: each is
