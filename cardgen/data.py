@@ -422,3 +422,18 @@ def data_report(frames: dict[str, pd.DataFrame], text_columns: list[str], label_
                if o["splits"][0] == "train"}
     report["leakage"] = {"any": any(v > 0 for v in leakage.values()), **leakage}
     return report
+
+
+def leakage_warnings(report: dict[str, Any] | None) -> list[str]:
+    """One warning per evaluation split that shares text with train (from :func:`data_report`), for the console
+    and run.json's ``warnings``; the card says the same in its leakage notice at the top."""
+    lines = []
+    for o in (report or {}).get("overlap", []):
+        splits = o.get("splits", [])
+        if len(splits) != 2 or splits[0] != "train" or not o.get("normalized"):
+            continue
+        exact, total = int(o.get("exact", 0)), int(o["normalized"])
+        lines.append(f"training data leaks into the {splits[1]} split: {total} of {o.get('rows', 0)} {splits[1]} "
+                     f"examples ({o.get('fraction', 0.0):.1%}) also appear in the train split ({exact} exactly, "
+                     f"{total - exact} more after normalising case and whitespace), so its scores are optimistic")
+    return lines

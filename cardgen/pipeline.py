@@ -234,6 +234,7 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
 
 def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _Loaded:
     """Checkpoint config, tokenizer, data and model, each checked before anything is written."""
+    from cardgen.data import leakage_warnings
     from cardgen.models import load_tokenizer, resolve_source
 
     warnings: list[str] = []
@@ -247,6 +248,7 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
             if split.num_truncated:
                 warnings.append(f"{split.num_truncated} of {split.num_examples} {split.name} examples were longer "
                                 f"than {data.record.max_length} tokens and were truncated")
+        warnings += leakage_warnings(data.record.report)  # issue 13: on the console and in run.json too
         for warning in warnings:
             progress.note(f"warning: {warning}")
         _eval_split(cfg, data)  # a wrong evaluation.split must fail now, not after hours of training

@@ -219,3 +219,31 @@ def test_compare_with_the_recorded_base_says_nothing(ctx: Ctx, spelling: str,
     assert "Warning" not in result.output and "warning" not in result.output
     data = json.loads((ctx.tmp / "cmp.json").read_text())
     assert data["recorded_base_model"] == str(ctx.bert) and data["warnings"] == []
+
+
+# ------------------------------------------------------------------------------------------------ 22c: leakage
+
+
+def test_leakage_is_warned_on_the_console_and_in_run_json_not_only_in_the_card(ctx: Ctx) -> None:
+    from conftest import sentiment_rows, write_jsonl
+
+    train_rows = sentiment_rows(60, 5)
+    train = write_jsonl(ctx.tmp / "leaky" / "train.jsonl", train_rows)
+    test = write_jsonl(ctx.tmp / "leaky" / "test.jsonl", train_rows[:4] + sentiment_rows(12, 6))
+    result = CliRunner().invoke(cli, ["run", str(ctx.data_config(train, test=str(test))), "--no-train"])
+    assert result.exit_code == 0, result.output
+    console = " ".join(result.stderr.split())
+    assert "warning: training data leaks into the test split: 4 of 16 test examples" in console
+    record = json.loads((ctx.out / "run.json").read_text())
+    leaks = [w for w in record["warnings"] if "leaks into the test split" in w]
+    assert len(leaks) == 1 and "4 of 16" in leaks[0]
+    card = (ctx.out / "README.md").read_text()
+    assert "training data leaks into the evaluation data" in card  # the card's notice, as before
+    assert "leaks into the test split" not in card  # ... and not a second time as a plain warning
+
+
+def test_no_leakage_no_warning(ctx: Ctx) -> None:
+    result = CliRunner().invoke(cli, ["run", str(ctx.config()), "--no-train"])
+    assert result.exit_code == 0, result.output
+    assert "leaks" not in result.stderr
+    assert not [w for w in json.loads((ctx.out / "run.json").read_text())["warnings"] if "leaks" in w]
