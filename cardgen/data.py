@@ -22,6 +22,8 @@ from cardgen.record import DataRecord, SplitRecord
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cardgen.config import RunConfig
+
 SPLITS = ("train", "validation", "test")
 FORMATS = {
     ".csv": "csv",
@@ -437,3 +439,17 @@ def leakage_warnings(report: dict[str, Any] | None) -> list[str]:
                      f"examples ({o.get('fraction', 0.0):.1%}) also appear in the train split ({exact} exactly, "
                      f"{total - exact} more after normalising case and whitespace), so its scores are optimistic")
     return lines
+
+
+def used_max_length(cfg: RunConfig, record: DataRecord) -> tuple[RunConfig, list[str]]:
+    """When the task cut ``data.max_length`` to what the model accepts (``record.max_length`` below it): the config
+    with the length actually used, so config.yaml and run.json hold it, and the warning that names both."""
+    import dataclasses
+
+    used, asked = record.max_length, cfg.data.max_length
+    # a causal LM's record holds its block size (lm.block_size, checked against the limit), not a capped length
+    if cfg.task == "causal-lm" or used is None or used >= asked:
+        return cfg, []
+    warning = (f"`data.max_length` is {asked}, above the {used} tokens the model accepts: inputs were cut to {used} "
+               f"tokens, and config.yaml and run.json record max_length {used}")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_length=used)), [warning]

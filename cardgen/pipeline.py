@@ -197,6 +197,7 @@ class _Loaded:
 
 
 def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
+    from cardgen.data import used_max_length
     from cardgen.tasks import get_task
 
     main = is_main_process()
@@ -210,6 +211,10 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     task = get_task(cfg.task)
     timer = StageTimer(progress)
     inputs = _load(cfg, task, timer, progress)
+    cfg, capped = used_max_length(cfg, inputs.data.record)  # issue 13: config.yaml holds the length used
+    for warning in capped:
+        inputs.warnings.append(warning)
+        progress.note(f"warning: {warning}")
     record = _new_record(cfg, task, inputs)
 
     # From here on the output directory is ours: everything above could fail on bad input without writing.

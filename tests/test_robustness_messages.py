@@ -247,3 +247,37 @@ def test_no_leakage_no_warning(ctx: Ctx) -> None:
     assert result.exit_code == 0, result.output
     assert "leaks" not in result.stderr
     assert not [w for w in json.loads((ctx.out / "run.json").read_text())["warnings"] if "leaks" in w]
+
+
+# ------------------------------------------------------------------------------------------------ 22b: max_length
+
+
+def test_max_length_above_the_model_limit_is_warned_and_recorded_as_used(ctx: Ctx) -> None:
+    import yaml
+
+    model = ctx.model_dir("short-bert")
+    tok_cfg = json.loads((model / "tokenizer_config.json").read_text())
+    (model / "tokenizer_config.json").write_text(json.dumps({**tok_cfg, "model_max_length": 16}))
+    cfg = ctx.config(model={"name_or_path": str(model)})  # data.max_length is 32
+    result = CliRunner().invoke(cli, ["run", str(cfg), "--no-train"])
+    assert result.exit_code == 0, result.output
+    console = " ".join(result.stderr.split())
+    assert "warning: `data.max_length` is 32, above the 16 tokens the model accepts: inputs were cut to 16" in console
+    record = json.loads((ctx.out / "run.json").read_text())
+    assert record["data"]["max_length"] == 16 and record["config"]["data"]["max_length"] == 16
+    assert any("`data.max_length` is 32" in w for w in record["warnings"])
+    written = yaml.safe_load((ctx.out / "config.yaml").read_text())
+    assert written["data"]["max_length"] == 16  # config.yaml holds what was used
+    # and re-running from it reproduces the run without the warning
+    again = CliRunner().invoke(cli, ["run", str(ctx.out / "config.yaml"), "--no-train", "--output",
+                                     str(ctx.tmp / "again")])
+    assert again.exit_code == 0, again.output
+    assert "data.max_length" not in again.stderr
+    assert json.loads((ctx.tmp / "again" / "run.json").read_text())["data"]["max_length"] == 16
+
+
+def test_max_length_within_the_limit_is_not_warned(ctx: Ctx) -> None:
+    result = CliRunner().invoke(cli, ["run", str(ctx.config()), "--no-train"])
+    assert result.exit_code == 0, result.output
+    assert "data.max_length" not in result.stderr
+    assert json.loads((ctx.out / "run.json").read_text())["config"]["data"]["max_length"] == 32
