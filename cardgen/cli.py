@@ -64,12 +64,55 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
+class _UsageError(click.UsageError):
+    """A Click usage error shown like every other error: one line ``Error: ... (hint: ...)``, exit 2."""
+
+    def __init__(self, exc: click.UsageError, ctx: click.Context | None = None) -> None:
+        super().__init__(exc.message, exc.ctx or ctx)
+        self.wrapped = exc
+
+    def show(self, file: Any = None) -> None:
+        from cardgen.console import print_error
+
+        message = self.wrapped.format_message()
+        ctx = self.ctx
+        hint = "see `cardgen --help`"
+        if ctx is not None:
+            usage = " ".join(ctx.get_usage().split())
+            hint = f"{usage[0].lower()}{usage[1:]}; see `{ctx.command_path} --help`"
+        print_error(CardgenError(message, hint).one_line())
+
+
+def _one_line_usage(call: Callable[[], Any], fallback: Callable[[], click.Context] | None = None) -> Any:
+    """Run ``call``; a usage error leaves as :class:`_UsageError` (``fallback``: the context to describe when the
+    error came from parsing, before the command's own context existed)."""
+    try:
+        return call()
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # `cardgen` alone prints the help, as it should
+    except click.UsageError as exc:
+        if isinstance(exc, _UsageError) or _debug_enabled():
+            raise
+        raise _UsageError(exc, fallback() if fallback is not None and exc.ctx is None else None) from exc
+
+
 class _Group(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        return _one_line_usage(  # type: ignore[no-any-return]
+            lambda: super(_Group, self).make_context(info_name, args, parent, **extra),
+            lambda: click.Context(self, info_name=info_name, parent=parent))
+
+    def _sub_context(self, ctx: click.Context) -> click.Context:
+        name = ctx.invoked_subcommand
+        command = self.commands.get(name) if name else None
+        return click.Context(command, info_name=name, parent=ctx) if command is not None else ctx
+
     def invoke(self, ctx: click.Context) -> Any:
         # --debug is a group option; the error handler of the subcommand reads it from here.
         _DEBUG["flag"] = bool(ctx.params.get("debug"))
         try:
-            return super().invoke(ctx)
+            return _one_line_usage(lambda: super(_Group, self).invoke(ctx), lambda: self._sub_context(ctx))
         finally:
             _DEBUG["flag"] = False
 
@@ -107,11 +150,14 @@ def cli(debug: bool) -> None:
               "(repo id and token are checked before the run starts).")
 @click.option("--push-model", is_flag=True, help="With --push-to: also upload the model (safetensors, config, "
               "tokenizer) in the same commit.")
+@click.option("--token", metavar="TOKEN", help="With --push-to: the Hub token (default: HF_TOKEN or the "
+              "huggingface_hub login).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (for CI).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
 def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, overwrite: bool,
-        resume: bool, overwrite_card: bool, allow_pickle: bool, push_to: str | None, push_model: bool, as_json: bool,
+        resume: bool, overwrite_card: bool, allow_pickle: bool, push_to: str | None, push_model: bool,
+        token: str | None, as_json: bool,
         quiet: bool) -> None:
     """Fine-tune (or only load) a checkpoint, evaluate it, compare it with its base model, benchmark both,
     and write run.json, config.yaml and README.md (the model card) into the output directory.
@@ -141,10 +187,12 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if push_model and not cfg.output.save_model:
         raise ConfigError("--push-model needs the model saved, but output.save_model is false",
                           "drop --set output.save_model=false, or drop --push-model")
+    if token and not push_to:
+        raise ConfigError("--token needs --push-to NS/NAME", "add --push-to, or drop --token")
     if push_to:
         from cardgen.hub.push import check_push_target
 
-        check_push_target(push_to)  # fail now, not after hours of training
+        check_push_target(push_to, token)  # fail now, not after hours of training
     quiet_libraries()
     from cardgen.pipeline import is_main_process
 
@@ -154,13 +202,30 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if not main_process:
         return
     if push_to:
-        from cardgen.hub.push import push
-
-        push(result.output_dir, repo_id=push_to, with_model=push_model, progress=progress)
+        _push_after_run(result.output_dir, push_to, push_model, token, progress)
     if as_json:
         print_json(summary(result))
     else:
         print_text(f"Wrote {result.output_dir / 'README.md'} and {result.output_dir / 'run.json'}")
+
+
+def _push_after_run(output_dir: Path, repo_id: str, with_model: bool, token: str | None, progress: Any) -> None:
+    """The push at the end of `run --push-to`: when it fails, the error says where the finished run is and
+    gives the exact `cardgen push` command that publishes it (the token itself is never repeated)."""
+    import shlex
+
+    from cardgen.errors import HubError
+    from cardgen.hub.push import push
+
+    try:
+        push(output_dir, repo_id=repo_id, token=token, with_model=with_model, progress=progress)
+    except HubError as exc:
+        command = " ".join(["cardgen push", shlex.quote(str(output_dir)), "--repo-id", shlex.quote(repo_id),
+                            *(["--with-model"] if with_model else []), *(["--token", "TOKEN"] if token else [])])
+        exc.message = f"the run finished and is saved in {output_dir}, but the push failed: {exc.message}"
+        exc.hint = f"{exc.hint}; then publish the saved run with `{command}`"
+        exc.args = (exc.message,)
+        raise
 
 
 @cli.command()
@@ -295,6 +360,8 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     print_text(f"Base {display_model(result.base_model)} ({how}) vs fine-tuned {display_model(fine_tuned)}: "
                f"{result.num_examples} {result.split} {'examples' if result.probe or result.per_class else 'documents'}"
                f", max length {result.max_length}")
+    for warning in result.warnings:
+        print_text(f"Warning: {warning}")
     ci = f"{result.confidence * 100:g}% CI"
     print_table(f"Base vs fine-tuned ({ci}, {result.bootstrap_samples} bootstrap resamples, seed {result.seed})",
                 ["Metric", f"base [{ci}]", f"fine-tuned [{ci}]", f"delta [{ci}]", "p-value", "test"],

@@ -22,6 +22,8 @@ from cardgen.record import DataRecord, SplitRecord
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cardgen.config import RunConfig
+
 SPLITS = ("train", "validation", "test")
 FORMATS = {
     ".csv": "csv",
@@ -486,3 +488,32 @@ def data_report(frames: dict[str, pd.DataFrame], text_columns: list[str], label_
                if o["splits"][0] == "train"}
     report["leakage"] = {"any": any(v > 0 for v in leakage.values()), **leakage}
     return report
+
+
+def leakage_warnings(report: dict[str, Any] | None) -> list[str]:
+    """One warning per evaluation split that shares text with train (from :func:`data_report`), for the console
+    and run.json's ``warnings``; the card says the same in its leakage notice at the top."""
+    lines = []
+    for o in (report or {}).get("overlap", []):
+        splits = o.get("splits", [])
+        if len(splits) != 2 or splits[0] != "train" or not o.get("normalized"):
+            continue
+        exact, total = int(o.get("exact", 0)), int(o["normalized"])
+        lines.append(f"training data leaks into the {splits[1]} split: {total} of {o.get('rows', 0)} {splits[1]} "
+                     f"examples ({o.get('fraction', 0.0):.1%}) also appear in the train split ({exact} exactly, "
+                     f"{total - exact} more after normalising case and whitespace), so its scores are optimistic")
+    return lines
+
+
+def used_max_length(cfg: RunConfig, record: DataRecord) -> tuple[RunConfig, list[str]]:
+    """When the task cut ``data.max_length`` to what the model accepts (``record.max_length`` below it): the config
+    with the length actually used, so config.yaml and run.json hold it, and the warning that names both."""
+    import dataclasses
+
+    used, asked = record.max_length, cfg.data.max_length
+    # a causal LM's record holds its block size (lm.block_size, checked against the limit), not a capped length
+    if cfg.task == "causal-lm" or used is None or used >= asked:
+        return cfg, []
+    warning = (f"`data.max_length` is {asked}, above the {used} tokens the model accepts: inputs were cut to {used} "
+               f"tokens, and config.yaml and run.json record max_length {used}")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_length=used)), [warning]

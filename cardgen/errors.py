@@ -5,6 +5,10 @@ The CLI translates a :class:`CardgenError` into one line ``Error: <message> (hin
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 
 class CardgenError(Exception):
     """Base class of every error cardgen reports to a user.
@@ -79,3 +83,45 @@ def first_line(exc: BaseException) -> str:
 
 class RunFailed(CardgenError):
     """A stage after training failed; the trained model and the run record so far are saved."""
+
+
+@dataclass(frozen=True)
+class CommandTerms:
+    """How one command names what the config file calls keys: errors raised deep down (data, models, tasks) name
+    config keys such as ``data.label_names``; a command that takes flags instead restates them in its own terms.
+
+    Attributes:
+        command: The command, for the fallback hint (``see `cardgen compare --help```).
+        flags: Config key -> the command's flag (or argument) for it, e.g. ``data.label_names`` -> ``--label-names``.
+        hints: Error class -> the hint to give when the raise site gave the class's default hint, or a hint that
+            names a config key the command has no flag for, the config file or ``--set``.
+        sections: The config's top-level sections (what a config key starts with).
+    """
+
+    command: str
+    flags: Mapping[str, str]
+    hints: Mapping[type[CardgenError], str] = field(default_factory=dict)
+    sections: tuple[str, ...] = ()
+
+    def restate(self, exc: CardgenError) -> CardgenError:
+        """``exc`` with its message and hint in the command's terms (changed in place, returned for ``raise``)."""
+        exc.message = self._translate(exc.message)
+        hint = self._translate(exc.hint) if exc.hint else exc.hint
+        if not hint or exc.hint == type(exc).default_hint or self._foreign(hint):
+            hint = next((h for cls, h in self.hints.items() if isinstance(exc, cls)),
+                        f"see `cardgen {self.command} --help`")
+        exc.hint = hint
+        exc.args = (exc.message,)
+        return exc
+
+    def _translate(self, text: str) -> str:
+        for key in sorted(self.flags, key=len, reverse=True):  # data.splits.test before data.splits
+            pattern = re.compile(rf"(?<![\w.-]){re.escape(key)}(?![\w-]|\.\w)")
+            text = pattern.sub(self.flags[key].replace("\\", "\\\\"), text)
+        return text
+
+    def _foreign(self, hint: str) -> bool:
+        """Whether ``hint`` still speaks of the config: an unmapped key, the config file, ``--set``."""
+        if re.search(r"--set\b|\bconfig file\b|\bthe config\b|\bin the config\b", hint):
+            return True
+        return any(re.search(rf"(?<![\w.-]){re.escape(s)}\.[A-Za-z_]", hint) for s in self.sections)

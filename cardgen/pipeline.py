@@ -269,11 +269,16 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
 def _checked_run(cfg: RunConfig, out_dir: Path, progress: Progress, resume: bool,
                  main: bool) -> tuple[bool, RunRecord]:
     """Load and check everything, then run the stages; (interrupted, record)."""
+    from cardgen.data import used_max_length
     from cardgen.tasks import get_task
 
     task = get_task(cfg.task)
     timer = StageTimer(progress)
     inputs = _load(cfg, task, timer, progress)
+    cfg, capped = used_max_length(cfg, inputs.data.record)  # config.yaml holds the length used
+    for warning in capped:
+        inputs.warnings.append(warning)
+        progress.note(f"warning: {warning}")
     record = _new_record(cfg, task, inputs)
     # From here on the output directory is ours: everything above could fail on bad input without writing.
     return _stages(cfg, task, inputs, record, out_dir, timer, progress, resume, main), record
@@ -281,6 +286,7 @@ def _checked_run(cfg: RunConfig, out_dir: Path, progress: Progress, resume: bool
 
 def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _Loaded:
     """Checkpoint config, tokenizer, data and model, each checked before anything is written."""
+    from cardgen.data import leakage_warnings
     from cardgen.models import load_tokenizer, resolve_source
 
     warnings: list[str] = []
@@ -297,6 +303,7 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
             if split.num_truncated:
                 warnings.append(f"{split.num_truncated} of {split.num_examples} {split.name} examples were longer "
                                 f"than {data.record.max_length} tokens and were truncated")
+        warnings += leakage_warnings(data.record.report)  # issue 13: on the console and in run.json too
         for warning in warnings:
             progress.note(f"warning: {warning}")
         _eval_split(cfg, data)  # a wrong evaluation.split must fail now, not after hours of training

@@ -465,3 +465,7 @@ class Comparison:
     # Only for a standalone `cardgen compare` (in a run they are RunRecord.base_evaluation and .evaluation):
     base_evaluation: EvaluationRecord | None = None
     fine_tuned_evaluation: EvaluationRecord | None = None
+    # Only for a standalone `cardgen compare`: the base FT's run.json records (None: FT is no `cardgen run` output)
+    # and what the user should know, e.g. that BASE is not that model.
+    recorded_base_model: str | None = None
+    warnings: list[str] = field(default_factory=list)

@@ -11,6 +11,7 @@ from typing import Any
 
 from cardgen.card.format import card_path, fmt, md_escape, signed
 from cardgen.card.metadata import base_model_id, dataset_ids, model_display_name
+from cardgen.data import leakage_warnings
 from cardgen.record import EvaluationRecord, RunRecord
 from cardgen.stats.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from cardgen.tasks.catalog import TASK_NAMES
@@ -314,7 +315,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         },
         "git_commit": env.git_commit,
         "stage_seconds": [(k, fmt(v, 1)) for k, v in record.stage_seconds.items()],
-        "warnings": record.warnings,
+        "warnings": [w for w in record.warnings if w not in leakage_warnings(record.data.report)],  # shown above
         "comparison": comparison_context(record.comparison, base_name)
         if record.comparison and record.comparison.task == "text-classification" else None,
         "evaluation_note": _evaluation_note(record),

@@ -7,16 +7,17 @@ then paired tests over documents (:mod:`.documents`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cardgen.compare.baseline import base_method, is_backbone_only, linear_probe, zero_shot
 from cardgen.compare.classification import classification_comparison, example_texts
 from cardgen.console import NullProgress, Progress
-from cardgen.errors import ConfigError, DataError, ModelError
+from cardgen.errors import CardgenError, CommandTerms, ConfigError, DataError, ModelError
 from cardgen.record import (
     Comparison,
 )
@@ -81,7 +82,7 @@ def compare(
     """
     from cardgen.models import hf_quiet
 
-    with hf_quiet():
+    with hf_quiet(), _in_compare_terms():
         return _compare(base, fine_tuned, data, task=task, split=split, text_column=text_column,
                         label_column=label_column, label_names=label_names, max_length=max_length, train=train,
                         dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap_samples,
@@ -110,6 +111,7 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
     fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
     recorded = _recorded_run(fine_tuned)
+    recorded_base, warnings = _recorded_base(base, recorded, progress)
     recorded_length, recorded_batch = _recorded_settings(recorded)
     max_length = max_length or recorded_length or 128
     batch_size = batch_size or recorded_batch or 32
@@ -138,6 +140,7 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
                                          n_resamples=bootstrap_samples, confidence=confidence, seed=seed,
                                          progress=progress)
         comparison.seconds = round(time.perf_counter() - start, 2)
+        comparison.recorded_base_model, comparison.warnings = recorded_base, warnings
         return comparison
     cfg = load_config(data={
         "model": {"name_or_path": base}, "task": task, "data": data_section, "training": None,
@@ -199,7 +202,63 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     comparison.base_evaluation = base_eval
     comparison.fine_tuned_evaluation = ft_eval
     comparison.seconds = round(time.perf_counter() - start, 2)
+    comparison.recorded_base_model, comparison.warnings = recorded_base, warnings
     return comparison
+
+
+def _recorded_base(base: str, run: dict[str, Any], progress: Progress) -> tuple[str | None, list[str]]:
+    """The base model FT's run.json records (None when FT is no run output, or was not trained) and, when BASE
+    is another checkpoint, the warning that says so (also reported through ``progress`` at once)."""
+    model = run.get("model") if isinstance(run.get("model"), dict) else None
+    recorded = model.get("base_model") if model else None
+    if not isinstance(recorded, str) or not recorded or not run.get("training"):
+        return None, []
+    if _same_checkpoint(base, recorded):
+        return recorded, []
+    warning = (f"FT's run.json records that it was fine-tuned from {recorded}, but BASE is {base}: unless the two "
+               "are the same model, this compares FT with a model it was not trained from")
+    progress.note(f"warning: {warning}")
+    return recorded, [warning]
+
+
+def _same_checkpoint(a: str, b: str) -> bool:
+    """Whether two model references name the same checkpoint: equal Hub ids, or paths to the same directory."""
+    from cardgen.files import package_path
+
+    def where(name: str) -> str:
+        name = package_path(name) if name.startswith("pkg:") else name
+        path = Path(name).expanduser()
+        return str(path.resolve()) if path.exists() else name.rstrip("/")
+
+    return where(a) == where(b)
+
+
+# compare builds a config from its arguments, so what it calls raises errors that name config keys: each is
+# restated with the flag compare has for it (and a compare hint where it has none).
+COMPARE_FLAGS = {
+    "model.name_or_path": "BASE / FT", "data.label_names": "--label-names", "data.text_column": "--text-column",
+    "data.label_column": "--label-column", "data.max_length": "--max-length", "data.train": "--train",
+    "data.test": "--data", "data.dataset": "--data", "data.dataset_config": "--dataset-config",
+    "data.splits.test": "--split", "evaluation.batch_size": "--batch-size", "compare.bootstrap_samples": "--bootstrap",
+    "compare.confidence": "--confidence", "compare.seed": "--seed",
+}
+COMPARE_HINTS: dict[type[CardgenError], str] = {
+    ConfigError: "see `cardgen compare --help`",
+    DataError: "check --data, --text-column and --label-column (and --label-names, --train if given)",
+    ModelError: "check BASE / FT (checkpoint directories, pkg: paths or Hub ids)",
+}
+
+
+@contextlib.contextmanager
+def _in_compare_terms() -> Iterator[None]:
+    from cardgen.config import RunConfig
+
+    try:
+        yield
+    except CardgenError as exc:
+        sections = tuple(f.name for f in dataclasses.fields(RunConfig))
+        CommandTerms("compare", COMPARE_FLAGS, COMPARE_HINTS, sections).restate(exc)
+        raise
 
 
 def _needs_train(base: str) -> DataError:

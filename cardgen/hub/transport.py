@@ -123,12 +123,19 @@ def _is_transient(exc: BaseException) -> bool:
         import httpx2
     except ImportError:  # pragma: no cover - huggingface_hub<3 ships with httpx2
         return False
+    if isinstance(exc, _url_errors(httpx2)):  # a wrong HF_ENDPOINT stays wrong on every retry
+        return False
     if isinstance(exc, httpx2.TransportError):
         url = ""
         with contextlib.suppress(RuntimeError):  # an exception raised before the request was built
             url = str(exc.request.url)
         return "/preupload/" not in url
     return False
+
+
+def _url_errors(httpx2: Any) -> tuple[type[Exception], ...]:
+    """Transport errors that come from the URL itself (ftp://, htp://, no scheme, malformed), not the network."""
+    return (httpx2.UnsupportedProtocol, httpx2.InvalidURL)
 
 
 def _describe(exc: BaseException) -> str:
@@ -182,6 +189,9 @@ def to_hub_error(exc: Exception, repo_id: str, endpoint: str | None, timeout_s: 
         transport = (httpx2.TransportError,)
     except ImportError:  # pragma: no cover
         pass
+    if transport and isinstance(exc, _url_errors(httpx2)):
+        return HubError(f"the Hub endpoint {where!r} is not an http:// or https:// URL ({_first_line(exc)}); "
+                        "nothing was committed", "set HF_ENDPOINT to e.g. https://huggingface.co, or unset it")
     if transport and isinstance(exc, httpx2.TimeoutException):
         return HubError(f"the Hub at {where} did not answer within {timeout_s:g} s ({type(exc).__name__}, "
                         "retried with backoff); nothing was committed",
@@ -192,6 +202,11 @@ def to_hub_error(exc: Exception, repo_id: str, endpoint: str | None, timeout_s: 
     if isinstance(exc, OSError):
         return HubError(f"cannot read a file to push: {exc}", "check the run directory")
     raise exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def scrub(exc: CardgenError, token: str | None) -> CardgenError:
