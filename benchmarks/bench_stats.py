@@ -121,7 +121,7 @@ def data_row(n: int) -> Row:
     import numpy as np
     import pandas as pd
 
-    from cardgen.data import data_report
+    from cardgen.data_report import data_report
 
     rng = np.random.default_rng(0)
 

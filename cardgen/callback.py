@@ -193,7 +193,7 @@ class CardgenCallback(TrainerCallback):  # type: ignore[misc]
         return record
 
     def _data_record(self, train_ds: Any, eval_ds: Any, tokenizer: Any, label_names: list[str]) -> DataRecord:
-        from cardgen.data import data_report
+        from cardgen.data_report import data_report
 
         limit = getattr(tokenizer, "model_max_length", None)
         max_length = self.max_length or (limit if isinstance(limit, int) and 0 < limit < 1_000_000 else 0)

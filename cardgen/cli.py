@@ -194,7 +194,7 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
 
         check_push_target(push_to, token)  # fail now, not after hours of training
     quiet_libraries()
-    from cardgen.pipeline import is_main_process
+    from cardgen.distributed import is_main_process
 
     main_process = is_main_process()  # under torchrun/accelerate only rank 0 reports, writes and pushes
     progress = RichProgress(quiet=quiet or as_json or not main_process)

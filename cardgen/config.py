@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from cardgen.errors import ConfigError
-from cardgen.files import looks_local, resolve_path
+from cardgen.files import DuplicateKey, resolve_config_paths, unique_key_loader
 
 TASKS = ("text-classification", "masked-lm", "causal-lm", "question-answering")
 TASK_ALIASES = {
@@ -29,6 +29,10 @@ TASK_ALIASES = {
     "qa": "question-answering",
     "extractive-qa": "question-answering",
 }
+
+# The speed benchmark's generation scenario (fixed, so runs compare): prompt tokens and new tokens.
+PROMPT_LENGTH = 32
+NEW_TOKENS = 16  # generated per prompt for the causal-LM decode speed
 
 
 @dataclass(frozen=True)
@@ -324,8 +328,8 @@ def load_config(
             raise ConfigError(f"config file {path} does not exist", "check the path, e.g. examples/sentiment.yaml")
         base_dir = path.resolve().parent
         try:
-            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader()) or {}  # a SafeLoader
-        except _DuplicateKey as exc:
+            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=unique_key_loader()) or {}  # a SafeLoader
+        except DuplicateKey as exc:
             raise ConfigError(f"{path}: key `{exc.key}` appears twice, on line {exc.first} and on line {exc.second}",
                               "keep one of them: YAML would silently use the last") from exc
         except yaml.YAMLError as exc:
@@ -344,8 +348,8 @@ def load_config(
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping of sections (model:, data:, training: ...)")
     # Paths in the file are relative to the file; paths given on the command line to the working directory.
-    raw = _resolve_paths(dict(raw), base_dir)
-    raw = _merge(raw, _resolve_paths(_apply_overrides({}, overrides), Path.cwd()))
+    raw = resolve_config_paths(dict(raw), base_dir)
+    raw = _merge(raw, resolve_config_paths(_apply_overrides({}, overrides), Path.cwd()))
     if isinstance(raw.get("task"), str):
         raw["task"] = TASK_ALIASES.get(raw["task"], raw["task"])
     if isinstance(raw.get("model"), str):  # `model: path` is shorthand for model.name_or_path
@@ -393,59 +397,6 @@ def _apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
             node = node[part]
         node[parts[-1]] = value
     return raw
-
-
-def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    # Paths in a config file are relative to that file, so `cardgen run examples/x.yaml` works from anywhere.
-    data = raw.get("data")
-    if isinstance(data, dict):
-        data = dict(data)
-        for key in ("train", "validation", "test"):
-            if isinstance(data.get(key), str):
-                data[key] = resolve_path(data[key], base_dir)
-        if isinstance(data.get("dataset"), str) and looks_local(data["dataset"], base_dir):
-            data["dataset"] = resolve_path(data["dataset"], base_dir)
-        raw["data"] = data
-    output = raw.get("output")
-    if isinstance(output, dict) and isinstance(output.get("dir"), str):
-        raw["output"] = {**output, "dir": resolve_path(output["dir"], base_dir)}
-    card = raw.get("card")
-    if isinstance(card, dict) and isinstance(card.get("template"), str):
-        raw["card"] = {**card, "template": resolve_path(card["template"], base_dir)}
-    model = raw.get("model")
-    if (isinstance(model, dict) and isinstance(model.get("name_or_path"), str)
-            and (looks_local(model["name_or_path"], base_dir) or model["name_or_path"].startswith("pkg:"))):
-        model = dict(model)
-        model["name_or_path"] = resolve_path(model["name_or_path"], base_dir)
-        raw["model"] = model
-    return raw
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: Any, first: int, second: int) -> None:
-        super().__init__(key)
-        self.key, self.first, self.second = key, first, second
-
-
-def _unique_key_loader() -> type:
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
-        """PyYAML's SafeLoader, except that a key repeated in one mapping is an error, not "the last one wins"."""
-
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node)
-                line = key_node.start_mark.line + 1
-                if key in seen:
-                    raise _DuplicateKey(key, seen[key], line)
-                seen[key] = line
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
 
 
 def _nearest(key: str, choices: typing.Iterable[str]) -> str:

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from cardgen.errors import ConfigError, OutputError
 
@@ -225,6 +226,32 @@ def is_locked(directory: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------ input paths
 
+def resolve_config_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    # Paths in a config file are relative to that file, so `cardgen run examples/x.yaml` works from anywhere.
+    data = raw.get("data")
+    if isinstance(data, dict):
+        data = dict(data)
+        for key in ("train", "validation", "test"):
+            if isinstance(data.get(key), str):
+                data[key] = resolve_path(data[key], base_dir)
+        if isinstance(data.get("dataset"), str) and looks_local(data["dataset"], base_dir):
+            data["dataset"] = resolve_path(data["dataset"], base_dir)
+        raw["data"] = data
+    output = raw.get("output")
+    if isinstance(output, dict) and isinstance(output.get("dir"), str):
+        raw["output"] = {**output, "dir": resolve_path(output["dir"], base_dir)}
+    card = raw.get("card")
+    if isinstance(card, dict) and isinstance(card.get("template"), str):
+        raw["card"] = {**card, "template": resolve_path(card["template"], base_dir)}
+    model = raw.get("model")
+    if (isinstance(model, dict) and isinstance(model.get("name_or_path"), str)
+            and (looks_local(model["name_or_path"], base_dir) or model["name_or_path"].startswith("pkg:"))):
+        model = dict(model)
+        model["name_or_path"] = resolve_path(model["name_or_path"], base_dir)
+        raw["model"] = model
+    return raw
+
+
 def looks_local(value: str, base_dir: Path) -> bool:
     """Whether a config value names a local path (rather than a Hub id)."""
     return value.startswith((".", "/", "~")) or (base_dir / value).exists()
@@ -252,3 +279,63 @@ def package_path(value: str) -> str:
         raise ConfigError(f"package {module!r} named by {value!r} is not installed",
                           f"pip install {dist} (see README.md), or use a Hub id or a local path")
     return str(Path(list(spec.submodule_search_locations)[0]) / sub)
+
+
+# ------------------------------------------------------------------------------------------ YAML with unique keys
+
+class DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+def unique_key_loader() -> type:
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+        """PyYAML's SafeLoader, except that a key repeated in one mapping is an error, not "the last one wins"."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+# ------------------------------------------------------------------------------------------ checkpoint writes
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def checkpoint_write_error(exc: BaseException, checkpoints: Path) -> Exception | None:
+    """A failed checkpoint write as one line naming the path (None for any other failure); the checkpoint cut off
+    by it is removed, so --resume continues from the last complete one.
+
+    torch.save and safetensors report a full disk in their own exception types, so their messages are read too.
+    """
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        oserror = exc
+    elif "No space left" in text or "file write failed" in text or "StorageFull" in text:
+        oserror = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    else:
+        return None
+    import shutil
+
+    from cardgen.files import write_error
+
+    path = checkpoints
+    if path.is_dir():
+        for entry in path.iterdir():
+            if entry.name.startswith("checkpoint-") and not (entry / "trainer_state.json").is_file():
+                shutil.rmtree(entry, ignore_errors=True)
+    name = oserror.filename if isinstance(oserror.filename, str) and oserror.filename else str(path)
+    return write_error(Path(name), oserror)

@@ -19,6 +19,12 @@ from typing import Any
 from cardgen import outputs
 from cardgen.config import RunConfig, dump_config
 from cardgen.console import NullProgress, Progress
+from cardgen.distributed import (
+    check_distributed,
+    is_main_process,
+    prepare_distributed,
+    wait_for_all_processes,
+)
 from cardgen.errors import CardgenError, ConfigError, OutputError, RunFailed, TemplateError
 from cardgen.models import auto_config
 from cardgen.record import ModelRecord, RunRecord, save_record
@@ -54,70 +60,6 @@ class StageTimer:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
-
-
-def is_main_process() -> bool:
-    """True unless this is a non-zero rank of a torchrun/accelerate launch."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
-
-
-def world_size() -> int:
-    """How many processes a torchrun/accelerate launch started (1 for a plain run)."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
-
-
-def prepare_distributed() -> None:
-    """Make a multi-process launch on a machine without CUDA train with DDP over gloo.
-
-    Under torchrun, TrainingArguments sets up DDP on CPU only when asked to use the CPU (otherwise every process
-    trains alone on the whole data); ``ACCELERATE_USE_CPU`` is what ``accelerate launch --cpu`` sets for this.
-    """
-    if world_size() > 1 and "ACCELERATE_USE_CPU" not in os.environ:
-        import torch
-
-        if not torch.cuda.is_available():
-            os.environ["ACCELERATE_USE_CPU"] = "true"
-
-
-def check_distributed(cfg: RunConfig) -> None:
-    """Refuse multi-process setups whose evaluation the main process cannot do alone.
-
-    After training, the main process evaluates, compares and saves on its own. With FSDP or DeepSpeed ZeRO-3 the
-    parameters are sharded across processes, so its forward pass would wait forever for the others.
-
-    Raises:
-        ConfigError: ``training.extra_args`` asks for FSDP or ZeRO stage 3 in a launch of several processes.
-    """
-    if world_size() <= 1 or cfg.training is None:
-        return
-    from cardgen.errors import ConfigError
-
-    extra = cfg.training.extra_args
-    hint = ("use DDP or DeepSpeed ZeRO stage 1/2 with `cardgen run`, or train with FSDP/ZeRO-3 in your own script "
-            "with cardgen.CardgenCallback (see docs/multi-gpu.md)")
-    if extra.get("fsdp"):
-        raise ConfigError("`training.extra_args.fsdp` shards the model across processes; cardgen's evaluation on "
-                          "the main process alone cannot run on a sharded model", hint)
-    ds = extra.get("deepspeed")
-    if isinstance(ds, str) and Path(ds).is_file():
-        import json
-
-        try:
-            ds = json.loads(Path(ds).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            ds = None
-    stage = ds.get("zero_optimization", {}).get("stage") if isinstance(ds, dict) else None
-    if stage == 3:
-        raise ConfigError("`training.extra_args.deepspeed` uses ZeRO stage 3, which shards the parameters; cardgen's "
-                          "evaluation on the main process alone cannot run on a sharded model", hint)
-
-
-def wait_for_all_processes() -> None:
-    """A barrier across the launch's processes, when there is a process group (no-op otherwise)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def check_output_dir(path: Path, overwrite: bool, resume: bool, lock_held: bool = False) -> None:
@@ -286,7 +228,7 @@ def _checked_run(cfg: RunConfig, out_dir: Path, progress: Progress, resume: bool
 
 def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _Loaded:
     """Checkpoint config, tokenizer, data and model, each checked before anything is written."""
-    from cardgen.data import leakage_warnings
+    from cardgen.data_report import leakage_warnings
     from cardgen.models import load_tokenizer, resolve_source
 
     warnings: list[str] = []

@@ -76,7 +76,7 @@ def run_lengths(cfg: RunConfig, tokenizer: Any) -> list[Length]:
 
 def generation_length(sequence_length: int, key: str) -> Length:
     """The longest sequence the speed benchmark's generation scenario builds (prompt plus new tokens)."""
-    from cardgen.bench.scenarios import NEW_TOKENS, PROMPT_LENGTH
+    from cardgen.config import NEW_TOKENS, PROMPT_LENGTH
 
     prompt = min(PROMPT_LENGTH, sequence_length)
     return Length(f"{key} (generation: a {prompt}-token prompt and {NEW_TOKENS} new tokens)", prompt + NEW_TOKENS)

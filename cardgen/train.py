@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import errno
 import math
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 from cardgen.config import RunConfig, TrainingConfig
 from cardgen.console import NullProgress, Progress
 from cardgen.errors import ConfigError
+from cardgen.files import checkpoint_write_error
 from cardgen.record import EpochRow, TrainingRecord
 
 CHECKPOINT_DIR = "checkpoints"
@@ -423,35 +422,6 @@ def _accelerate_state_kept() -> Iterator[None]:
             cls._shared_state.update(state)
 
 
-_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
-
-
-def checkpoint_write_error(exc: BaseException, out_dir: Path) -> Exception | None:
-    """A failed checkpoint write as one line naming the path (None for any other failure); the checkpoint cut off
-    by it is removed, so --resume continues from the last complete one.
-
-    torch.save and safetensors report a full disk in their own exception types, so their messages are read too.
-    """
-    text = str(exc)
-    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
-        oserror = exc
-    elif "No space left" in text or "file write failed" in text or "StorageFull" in text:
-        oserror = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    else:
-        return None
-    import shutil
-
-    from cardgen.files import write_error
-
-    path = out_dir / CHECKPOINT_DIR
-    if path.is_dir():
-        for entry in path.iterdir():
-            if entry.name.startswith("checkpoint-") and not (entry / "trainer_state.json").is_file():
-                shutil.rmtree(entry, ignore_errors=True)
-    name = oserror.filename if isinstance(oserror.filename, str) and oserror.filename else str(path)
-    return write_error(Path(name), oserror)
-
-
 def train(
     cfg: RunConfig,
     task: Any,
@@ -488,7 +458,7 @@ def train(
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
     except Exception as exc:
-        error = checkpoint_write_error(exc, out_dir)
+        error = checkpoint_write_error(exc, out_dir / CHECKPOINT_DIR)
         if error is None:
             raise
         raise error from exc

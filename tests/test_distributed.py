@@ -81,7 +81,7 @@ def test_non_main_process_writes_nothing(tiny_run: Path, make_config, tmp_path: 
 def test_prepare_distributed_uses_the_cpu_without_cuda(monkeypatch) -> None:
     import torch
 
-    from cardgen.pipeline import prepare_distributed
+    from cardgen.distributed import prepare_distributed
 
     monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
     monkeypatch.setenv("WORLD_SIZE", "1")
@@ -95,8 +95,8 @@ def test_prepare_distributed_uses_the_cpu_without_cuda(monkeypatch) -> None:
 @pytest.mark.parametrize("extra", [{"fsdp": "full_shard"}, {"deepspeed": {"zero_optimization": {"stage": 3}}}])
 def test_sharded_training_is_refused_before_anything_runs(make_config, monkeypatch, extra: dict) -> None:
     from cardgen.config import load_config
+    from cardgen.distributed import check_distributed
     from cardgen.errors import ConfigError
-    from cardgen.pipeline import check_distributed
 
     cfg = load_config(make_config(training={"extra_args": extra}))
     check_distributed(cfg)  # one process: nothing sharded to wait for

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cardgen.config import load_config
+from cardgen.config import TASKS, load_config
 from cardgen.errors import ConfigError
-from cardgen.tasks.catalog import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

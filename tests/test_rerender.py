@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cardgen.cli import cli
-from cardgen.data import data_report, normalize_text
+from cardgen.data_report import data_report, normalize_text
 from cardgen.record import load_record, save_record
 
 

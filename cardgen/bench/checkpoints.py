@@ -8,14 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cardgen.bench.inputs import PRECISIONS, autocast_dtype
-from cardgen.bench.scenarios import (
-    NEW_TOKENS,
-    PROMPT_LENGTH,
-    benchmark_generation,
-    benchmark_models,
-    finish_record,
-)
+from cardgen.bench.scenarios import benchmark_generation, benchmark_models, finish_record
 from cardgen.bench.timing import timed
+from cardgen.config import NEW_TOKENS, PROMPT_LENGTH
 from cardgen.errors import ConfigError, ModelError, first_line
 from cardgen.models import size_on_disk
 from cardgen.record import BenchmarkRecord

@@ -46,8 +46,6 @@ from cardgen.models import num_parameters, size_on_disk
 from cardgen.record import BatchResult, BenchmarkRecord, BenchmarkSettings, GenerationResult, ModelBenchmark
 
 Precision = Literal["fp32", "bf16", "fp16"]
-NEW_TOKENS = 16  # generated per prompt for the causal-LM decode speed
-PROMPT_LENGTH = 32
 
 
 

@@ -15,14 +15,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cardgen.bench.scenarios import (
-    NEW_TOKENS,
-    PROMPT_LENGTH,
-    benchmark_generation,
-    benchmark_models,
-    finish_record,
-)
+from cardgen.bench.scenarios import benchmark_generation, benchmark_models, finish_record
 from cardgen.bench.timing import Slot, latency_stats, run_interleaved, timed
+from cardgen.config import NEW_TOKENS, PROMPT_LENGTH
 from cardgen.console import NullProgress, Progress
 from cardgen.errors import first_line
 from cardgen.models import size_on_disk

@@ -11,7 +11,7 @@ from typing import Any
 
 from cardgen.card.format import card_path, fmt, md_escape, signed
 from cardgen.card.metadata import base_model_id, dataset_ids, model_display_name
-from cardgen.data import leakage_warnings
+from cardgen.data_report import leakage_warnings
 from cardgen.record import EvaluationRecord, RunRecord
 from cardgen.stats.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from cardgen.tasks.catalog import TASK_NAMES

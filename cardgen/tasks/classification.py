@@ -11,7 +11,6 @@ from cardgen.console import Progress
 from cardgen.data import (
     PreparedData,
     check_texts,
-    data_report,
     label_distribution,
     load_frames,
     make_split_record,
@@ -21,6 +20,7 @@ from cardgen.data import (
     subsample,
     token_length_stats,
 )
+from cardgen.data_report import data_report
 from cardgen.errors import DataError
 from cardgen.models import LoadedModel, load_pretrained
 from cardgen.record import EvaluationRecord
