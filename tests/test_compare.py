@@ -124,9 +124,13 @@ def test_every_number_in_the_section_recomputes_from_run_json(compare_run: Path)
     n, k, seed, n_boot = len(y), len(names), cmp["seed"], cmp["bootstrap_samples"]
     assert (n, seed, n_boot) == (64, 3, BOOTSTRAP)
 
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))  # the documented resampling
-    boot_a = np.array([_sk_scores(y[i], a[i], k) for i in idx])
-    boot_b = np.array([_sk_scores(y[i], b[i], k) for i in idx])
+    # The documented resampling: multinomial counts of the non-empty (gold, base, fine-tuned) cells, in sorted
+    # order, from default_rng([seed, 2]); each draw is a resample of the examples.
+    cells, counts = np.unique(y * k * k + a * k + b, return_counts=True)
+    draws = np.random.default_rng([seed, 2]).multinomial(n, counts / n, size=n_boot)
+    gold, base, ft = cells // (k * k), cells // k % k, cells % k
+    boot_a = np.array([_sk_scores(np.repeat(gold, d), np.repeat(base, d), k) for d in draws])
+    boot_b = np.array([_sk_scores(np.repeat(gold, d), np.repeat(ft, d), k) for d in draws])
     point_a, point_b = _sk_scores(y, a, k), _sk_scores(y, b, k)
 
     def cell(j: int, which: str) -> str:
@@ -139,10 +143,22 @@ def test_every_number_in_the_section_recomputes_from_run_json(compare_run: Path)
     ok_a, ok_b = a == y, b == y
     disc_b, disc_c = int(np.sum(ok_a & ~ok_b)), int(np.sum(~ok_a & ok_b))
     p_acc = binomtest(disc_c, disc_b + disc_c, 0.5).pvalue if disc_b + disc_c else 1.0
-    swap = np.random.default_rng([seed, 1]).random((cmp["permutations"], n)) < 0.5
+    # Permutations: in each discordant cell, binomial(count, 1/2) examples swap their two predictions
+    # (default_rng([seed, 1])).
+    disc = base != ft
+    moved = np.random.default_rng([seed, 1]).binomial(counts[disc], 0.5, size=(cmp["permutations"], int(disc.sum())))
     observed = f1_score(y, b, average="macro") - f1_score(y, a, average="macro")
-    null = np.array([f1_score(y, np.where(s, a, b), average="macro") - f1_score(y, np.where(s, b, a), average="macro")
-                     for s in swap])
+    rest = ~disc
+
+    def permuted(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        stay = counts[disc] - m
+        g = np.concatenate([np.repeat(gold[rest], counts[rest]), np.repeat(gold[disc], stay), np.repeat(gold[disc], m)])
+        pa = np.concatenate([np.repeat(base[rest], counts[rest]), np.repeat(base[disc], stay), np.repeat(ft[disc], m)])
+        pb = np.concatenate([np.repeat(ft[rest], counts[rest]), np.repeat(ft[disc], stay), np.repeat(base[disc], m)])
+        return g, pa, pb
+
+    null = np.array([f1_score(g, pb, average="macro") - f1_score(g, pa, average="macro")
+                     for g, pa, pb in map(permuted, moved)])
     p_f1 = (1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + len(null))
 
     for j, (name, p) in enumerate([("Accuracy", p_acc), ("F1 (macro)", p_f1)]):

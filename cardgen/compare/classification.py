@@ -5,7 +5,7 @@ Every interval comes from the same seeded bootstrap resamples, so base, fine-tun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,39 +38,6 @@ def example_texts(frame: pd.DataFrame) -> list[str]:
     if "text_pair" in frame:
         texts = [f"{t} / {p}" for t, p in zip(texts, frame["text_pair"].tolist(), strict=True)]
     return texts
-
-
-def _class_metric(kind: str, cls: int, num_labels: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Batched precision/recall/F1 of one class ((B, n) arrays -> (B,)), zero where undefined like sklearn."""
-    from cardgen.stats.metrics import batched_confusion
-
-    def fn(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-        cm = batched_confusion(np.atleast_2d(labels), np.atleast_2d(predictions), num_labels)
-        tp = cm[:, cls, cls].astype(float)
-        gold = cm[:, cls, :].sum(axis=-1).astype(float)
-        pred = cm[:, :, cls].sum(axis=-1).astype(float)
-        denom = {"precision": pred, "recall": gold, "f1": gold + pred}[kind]
-        num = 2.0 * tp if kind == "f1" else tp
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
-
-    return fn
-
-
-def _macro_metric(kind: str, num_labels: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    parts = [_class_metric(kind, i, num_labels) for i in range(num_labels)]
-
-    def fn(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-        return np.mean([p(labels, predictions) for p in parts], axis=0)
-
-    return fn
-
-
-def _delta_of(metric: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
-    def fn(labels: np.ndarray, base: np.ndarray, ft: np.ndarray) -> np.ndarray:
-        return np.asarray(metric(labels, ft), dtype=float) - np.asarray(metric(labels, base), dtype=float)
-
-    return fn
 
 
 def classification_comparison(
@@ -114,9 +81,8 @@ def classification_comparison(
         probe: How the probe was fitted, when the base is a linear probe.
         max_length: The truncation length both models used.
     """
-    from cardgen.stats.intervals import BOOTSTRAP_METHOD, bootstrap_ci, classification_intervals
-    from cardgen.stats.metrics import batched_accuracy
-    from cardgen.stats.paired import flips, mcnemar_exact, paired_bootstrap_test
+    from cardgen.stats.comparison import COUNT_METHOD, classification_comparison_stats
+    from cardgen.stats.paired import flips
 
     y = np.asarray(labels, dtype=np.int64)
     a = np.asarray(base_predictions, dtype=np.int64)
@@ -125,25 +91,20 @@ def classification_comparison(
         raise DataError(f"the two models were evaluated on different numbers of examples ({len(a)} and {len(b)})",
                         "evaluate both on the same split")
     names = [str(n) for n in label_names]
-    k = len(names)
     n_perm = n_permutations or n_resamples
-    kw: dict[str, Any] = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    base_iv = classification_intervals(y, a, k, names, **kw)
-    ft_iv = classification_intervals(y, b, k, names, **kw)
-
-    rows: list[MetricComparison] = []
-    mcnemar = mcnemar_exact(a == y, b == y)
-    acc_delta = bootstrap_ci(_delta_of(batched_accuracy), y, a, b, **kw)
-    rows.append(MetricComparison("accuracy", "Accuracy", _trio(base_iv.accuracy), _trio(ft_iv.accuracy),
-                                 _trio(acc_delta), mcnemar.p_value, mcnemar.test))
+    st = classification_comparison_stats(y, a, b, len(names), names, n_resamples=n_resamples,
+                                         confidence=confidence, seed=seed, n_permutations=n_perm)
+    base_iv, ft_iv, mcnemar = st.base, st.fine_tuned, st.mcnemar
+    acc = st.deltas["accuracy"]
+    rows: list[MetricComparison] = [MetricComparison(
+        "accuracy", "Accuracy", _trio(base_iv.accuracy), _trio(ft_iv.accuracy), [acc.delta, acc.low, acc.high],
+        mcnemar.p_value, mcnemar.test)]
     for key, name in MACRO_METRICS[1:]:
-        kind = key.split("_")[0]
-        test = paired_bootstrap_test(_macro_metric(kind, k), y, a, b, n_resamples=n_resamples, seed=seed,
-                                     confidence=confidence, n_permutations=n_perm)
+        test = st.deltas[key]
         rows.append(MetricComparison(key, name, _trio(getattr(base_iv, key)), _trio(getattr(ft_iv, key)),
                                      [test.delta, test.low, test.high], test.p_value,
                                      f"{test.test}, {test.n_permutations} permutations"))
-    per_class = _per_class_rows(y, a, b, names, base_iv, ft_iv, kw)
+    per_class = _per_class_rows(names, base_iv, ft_iv, st.per_class_deltas)
     wrong_to_right, right_to_wrong = flips(y, a, b)
 
     def examples(indices: list[int]) -> list[FlipExample]:
@@ -154,7 +115,7 @@ def classification_comparison(
     return Comparison(
         task="text-classification", split=split, num_examples=int(len(y)), base_model=base_model,
         fine_tuned_model=fine_tuned_model, method=method, confidence=confidence, bootstrap_samples=n_resamples,
-        permutations=n_perm, seed=seed, interval_method=BOOTSTRAP_METHOD, metrics=rows, per_class=per_class,
+        permutations=n_perm, seed=seed, interval_method=COUNT_METHOD, metrics=rows, per_class=per_class,
         tests={r.key: r.test or "" for r in rows}, wrong_to_right=len(wrong_to_right),
         right_to_wrong=len(right_to_wrong), wrong_to_right_examples=examples(wrong_to_right),
         right_to_wrong_examples=examples(right_to_wrong), probe=probe, max_length=max_length, summary=summary,
@@ -165,18 +126,16 @@ def _trio(iv: Any) -> list[float]:
     return [float(iv.point), float(iv.low), float(iv.high)]
 
 
-def _per_class_rows(y: np.ndarray, a: np.ndarray, b: np.ndarray, names: list[str], base_iv: Any, ft_iv: Any,
-                    kw: dict[str, Any]) -> list[MetricComparison]:
+def _per_class_rows(names: list[str], base_iv: Any, ft_iv: Any,
+                    deltas: dict[str, dict[str, Any]]) -> list[MetricComparison]:
     """Per-class precision, recall and F1 of both models with the interval of their difference."""
-    from cardgen.stats.intervals import bootstrap_ci
-
     rows: list[MetricComparison] = []
-    for i, label in enumerate(names):
+    for label in names:
         for kind, name in CLASS_METRICS:
-            delta = bootstrap_ci(_delta_of(_class_metric(kind, i, len(names))), y, a, b, **kw)
+            d = deltas[label][kind]
             rows.append(MetricComparison(
                 kind, name, _trio(getattr(base_iv.per_class[label], kind)),
-                _trio(getattr(ft_iv.per_class[label], kind)), _trio(delta), label=label,
+                _trio(getattr(ft_iv.per_class[label], kind)), [d.delta, d.low, d.high], label=label,
                 support=base_iv.per_class[label].support,
             ))
     return rows
