@@ -304,6 +304,7 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
 
         with timer("train", "Training"):
             record.training, interrupted = train(cfg, task, loaded, data, out_dir, progress, resume)
+        record.warnings.extend(record.training.warnings)
         # Every process has finished training (and loaded the best checkpoint) before the main one
         # evaluates alone and removes the checkpoints; after this point no process waits on another.
         wait_for_all_processes()

@@ -258,6 +258,7 @@ class TrainingRecord:
     total_eval_batch_size: int = 0
     stopped_early: bool = False
     resumed_from: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a plan far longer than intended
 
 
 @dataclass

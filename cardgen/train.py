@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import math
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,19 +244,43 @@ class _StopFlag:
         self._previous = {}
 
 
+PLAN_STEPS = 3  # steps timed before the plan is estimated
+PLAN_WARN_S = 7 * 24 * 3600.0  # a plan longer than a week is almost always a typo (num_epochs=1e9)
+
+
+def plan_warning(seconds_per_step: float, remaining_steps: int) -> str | None:
+    """A warning when ``remaining_steps`` at ``seconds_per_step`` take longer than :data:`PLAN_WARN_S`."""
+    total = seconds_per_step * remaining_steps
+    if total <= PLAN_WARN_S:
+        return None
+    return (f"the training plan has {remaining_steps:,} more steps; at the measured {seconds_per_step:.3g} s per step "
+            f"that is about {total / 86400:,.0f} days (check training.num_epochs / training.max_steps)")
+
+
 def _callbacks(progress: Progress, stop: _StopFlag, patience: int | None) -> list[Any]:
     from transformers import EarlyStoppingCallback, TrainerCallback
 
     class ProgressAndStop(TrainerCallback):  # type: ignore[misc]
-        """Drives cardgen's progress bar and turns Ctrl-C into a clean stop at a saved checkpoint."""
+        """Drives cardgen's progress bar, turns Ctrl-C into a clean stop at a saved checkpoint, and warns when the
+        plan would take longer than :data:`PLAN_WARN_S` at the measured step time."""
+
+        warnings: list[str] = []
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             progress.start_task("Training", total=state.max_steps)
             if state.global_step:
                 progress.advance(state.global_step)
+            self.warnings = []
+            self._first = (state.global_step, time.perf_counter())
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             progress.advance(1, epoch=round(state.epoch or 0, 2))
+            step0, t0 = self._first
+            if state.global_step == step0 + PLAN_STEPS:
+                warning = plan_warning((time.perf_counter() - t0) / PLAN_STEPS, state.max_steps - state.global_step)
+                if warning:
+                    self.warnings.append(warning)
+                    progress.note(f"warning: {warning}")
             if stop.stopped:
                 control.should_training_stop = True
 
@@ -450,7 +475,7 @@ def train(
         processing_class=loaded.tokenizer,
         data_collator=task.collator(loaded.tokenizer, cfg),
         compute_metrics=task.trainer_metrics(cfg, data.label_names),
-        callbacks=_callbacks(progress, stop, t.early_stopping_patience),
+        callbacks=(callbacks := _callbacks(progress, stop, t.early_stopping_patience)),
     )
     trainer.remove_callback(PrinterCallback)  # cardgen reports progress itself
     checkpoint = last_checkpoint(out_dir) if resume else None
@@ -470,5 +495,6 @@ def train(
         args, trainer.state, metric=metric, greater=greater, resumed_from=Path(checkpoint).name if checkpoint else None,
         stopped_early=bool(t.early_stopping_patience) and trainer.state.global_step < trainer.state.max_steps
         and not stop.stopped)
+    record.warnings = [w for cb in callbacks for w in getattr(cb, "warnings", [])]
     # A Ctrl-C that lands after the last step (during the final evaluation) stopped nothing.
     return record, stop.stopped and trainer.state.global_step < trainer.state.max_steps

@@ -281,3 +281,41 @@ def test_max_length_within_the_limit_is_not_warned(ctx: Ctx) -> None:
     assert result.exit_code == 0, result.output
     assert "data.max_length" not in result.stderr
     assert json.loads((ctx.out / "run.json").read_text())["config"]["data"]["max_length"] == 32
+
+
+# ------------------------------------------------------------------------------------------ 22: a plan of years
+
+
+def test_a_plan_of_years_is_warned_at_the_measured_step_time(make_config: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """num_epochs=1e9 is accepted, but after the first steps are timed the run says how long the plan would take,
+    on the console and in run.json; here the user then stops it (SIGTERM) and the warning stays in the record."""
+    import os
+    import signal
+
+    import cardgen.train
+
+    real = cardgen.train.plan_warning
+
+    def warn_then_stop(seconds_per_step: float, remaining_steps: int) -> str | None:
+        warning = real(seconds_per_step, remaining_steps)
+        os.kill(os.getpid(), signal.SIGTERM)  # what the user does on reading it
+        return warning
+
+    monkeypatch.setattr(cardgen.train, "plan_warning", warn_then_stop)
+    out = tmp_path / "years"
+    cfg = make_config(training={"num_epochs": 1e9, "learning_rate": 5e-3, "train_batch_size": 16, "seed": 7},
+                      output={"dir": str(out)})
+    result = CliRunner().invoke(cli, ["run", str(cfg)])
+    assert result.exit_code == 130, result.output
+    assert "more steps" in result.output and "days" in result.output
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["status"] == "interrupted"
+    assert any("days (check training.num_epochs" in w for w in rec["warnings"]), rec["warnings"]
+
+
+def test_a_normal_plan_is_not_warned() -> None:
+    from cardgen.train import plan_warning
+
+    assert plan_warning(0.5, 10_000) is None
+    assert "days" in (plan_warning(0.5, 10**9) or "")
