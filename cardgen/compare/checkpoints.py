@@ -20,6 +20,7 @@ from cardgen.console import NullProgress, Progress
 from cardgen.errors import CardgenError, CommandTerms, ConfigError, DataError, ModelError
 from cardgen.record import (
     Comparison,
+    EvaluationRecord,
 )
 
 if TYPE_CHECKING:
@@ -94,20 +95,13 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
              label_names: Sequence[str] | None, max_length: int | None, train: str | None,
              dataset_config: str | None, batch_size: int | None, bootstrap_samples: int, confidence: float, seed: int,
              probe_max_train: int, progress: Progress) -> Comparison:
-    from cardgen.config import TASK_ALIASES, TASKS, load_config
+    from cardgen.config import load_config
     from cardgen.files import package_path
     from cardgen.models import auto_config, load_tokenizer, pick_device, resolve_source
     from cardgen.tasks import get_task
-    from cardgen.tasks.classification import model_label_names
 
     start = time.perf_counter()
-    task = TASK_ALIASES.get(task, task)
-    if task not in TASKS:
-        import difflib
-
-        close = difflib.get_close_matches(task, TASKS, n=1, cutoff=0.5)
-        raise ConfigError(f"--task must be one of {', '.join(TASKS)} (got {task!r})",
-                          f"did you mean --task {close[0]}?" if close else "pass one of them")
+    task = _task_name(task)
     _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
     fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
     recorded = _recorded_run(fine_tuned)
@@ -115,21 +109,9 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     recorded_length, recorded_batch = _recorded_settings(recorded)
     max_length = max_length or recorded_length or 128
     batch_size = batch_size or recorded_batch or 32
-    data_section: dict[str, Any] = {"text_column": text_column, "label_column": label_column,
-                                    "max_length": max_length, "name": Path(data).name}
-    if label_names:
-        data_section["label_names"] = list(label_names)
-    if Path(data).expanduser().is_file():
-        data_section["test"] = data
-    elif Path(data).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt") or data.startswith(
-            (".", "/", "~")) and not Path(data).expanduser().is_dir():
-        raise DataError(f"data file {data} does not exist", "check --data (a file, or a Hub dataset name)")
-    else:
-        data_section.update({"dataset": data, "dataset_config": dataset_config, "splits": {"test": split}})
-    if train:
-        if not Path(train).expanduser().is_file():
-            raise DataError(f"training file {train} does not exist", "check --train")
-        data_section["train"] = train
+    data_section = _data_section(data, split=split, text_column=text_column, label_column=label_column,
+                                 label_names=label_names, max_length=max_length, train=train,
+                                 dataset_config=dataset_config)
     if task != "text-classification":
         from cardgen.compare.documents import compare_checkpoints
 
@@ -159,29 +141,14 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     ft_tok = load_tokenizer(ft_cfg.model, *resolve_source(ft_cfg.model))
     prepared = tasks.prepare_data(cfg, base_tok, False, ft_config)
     names = prepared.label_names
-    ft_names = model_label_names(ft_config)
-    if ft_names is not None and ft_names != names:
-        raise ModelError(f"the fine-tuned model's labels [{', '.join(ft_names)}] differ from the label names "
-                         f"[{', '.join(names)}]",
-                         f"pass --label-names in the model's order ({','.join(ft_names)}) if the data uses them")
-    if ft_names is None and getattr(ft_config, "num_labels", len(names)) != len(names):
-        raise ModelError(f"the fine-tuned model has {ft_config.num_labels} labels, the data {len(names)}",
-                         "compare on data with the labels the model was fine-tuned on")
+    _check_labels(ft_config, names)
     frame = prepared.frames["test"]
     train_frame = prepared.frames.get("train")
     method = base_method(base_config, names)
     if method == "linear-probe" and train_frame is None:
         raise _needs_train(base)
 
-    ft_loaded = tasks.load_model(ft_cfg, names, tokenizer=ft_tok)
-    head = [k for k in ft_loaded.newly_initialized if not is_backbone_only(k)]
-    if head:
-        raise ModelError(f"{fine_tuned} has no trained classification head for these {len(names)} labels "
-                         f"(transformers initialised {', '.join(head[:3])} fresh)",
-                         "give a fine-tuned classifier (e.g. the output directory of `cardgen run`) as FT")
-    ft_loaded.model.to(device)
-    ft_eval = tasks.evaluate(ft_loaded, frame, ft_cfg, names, "fine-tuned", split, progress)
-    del ft_loaded
+    ft_eval = _evaluate_fine_tuned(tasks, ft_cfg, ft_tok, frame, names, split, device, progress)
 
     probe = None
     base_eval = None
@@ -259,6 +226,70 @@ def _in_compare_terms() -> Iterator[None]:
         sections = tuple(f.name for f in dataclasses.fields(RunConfig))
         CommandTerms("compare", COMPARE_FLAGS, COMPARE_HINTS, sections).restate(exc)
         raise
+
+
+def _check_labels(ft_config: Any, names: list[str]) -> None:
+    """The fine-tuned classifier's labels must be the data's, in the same order."""
+    from cardgen.tasks.classification import model_label_names
+
+    ft_names = model_label_names(ft_config)
+    if ft_names is not None and ft_names != names:
+        raise ModelError(f"the fine-tuned model's labels [{', '.join(ft_names)}] differ from the label names "
+                         f"[{', '.join(names)}]",
+                         f"pass --label-names in the model's order ({','.join(ft_names)}) if the data uses them")
+    if ft_names is None and getattr(ft_config, "num_labels", len(names)) != len(names):
+        raise ModelError(f"the fine-tuned model has {ft_config.num_labels} labels, the data {len(names)}",
+                         "compare on data with the labels the model was fine-tuned on")
+
+
+def _evaluate_fine_tuned(tasks: Any, ft_cfg: Any, ft_tok: Any, frame: Any, names: list[str], split: str,
+                         device: Any, progress: Progress) -> EvaluationRecord:
+    """FT evaluated by the task; refused when its classification head is not trained for these labels."""
+    ft_loaded = tasks.load_model(ft_cfg, names, tokenizer=ft_tok)
+    head = [k for k in ft_loaded.newly_initialized if not is_backbone_only(k)]
+    if head:
+        raise ModelError(f"{ft_cfg.model.name_or_path} has no trained classification head for these {len(names)} "
+                         f"labels (transformers initialised {', '.join(head[:3])} fresh)",
+                         "give a fine-tuned classifier (e.g. the output directory of `cardgen run`) as FT")
+    ft_loaded.model.to(device)
+    evaluation: EvaluationRecord = tasks.evaluate(ft_loaded, frame, ft_cfg, names, "fine-tuned", split, progress)
+    return evaluation
+
+
+def _task_name(task: str) -> str:
+    """``--task`` as one of cardgen's task names (aliases accepted), or a one-line error with the nearest."""
+    from cardgen.config import TASK_ALIASES, TASKS
+
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        import difflib
+
+        close = difflib.get_close_matches(task, TASKS, n=1, cutoff=0.5)
+        raise ConfigError(f"--task must be one of {', '.join(TASKS)} (got {task!r})",
+                          f"did you mean --task {close[0]}?" if close else "pass one of them")
+    return task
+
+
+def _data_section(data: str, *, split: str, text_column: str, label_column: str,
+                  label_names: Sequence[str] | None, max_length: int, train: str | None,
+                  dataset_config: str | None) -> dict[str, Any]:
+    """The ``data`` config section both checkpoints are evaluated with: a test file or a Hub dataset's split."""
+    section: dict[str, Any] = {"text_column": text_column, "label_column": label_column,
+                               "max_length": max_length, "name": Path(data).name}
+    if label_names:
+        section["label_names"] = list(label_names)
+    if Path(data).expanduser().is_file():
+        section["test"] = data
+    elif Path(data).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt") or data.startswith(
+            (".", "/", "~")) and not Path(data).expanduser().is_dir():
+        raise DataError(f"data file {data} does not exist", "check --data (a file, or a Hub dataset name)")
+    else:
+        section.update({"dataset": data, "dataset_config": dataset_config, "splits": {"test": split}})
+    if train:
+        if not Path(train).expanduser().is_file():
+            raise DataError(f"training file {train} does not exist", "check --train")
+        section["train"] = train
+    return section
 
 
 def _needs_train(base: str) -> DataError:
