@@ -35,7 +35,7 @@ from cardgen.record import (
     TrainingRecord,
 )
 from cardgen.tasks.catalog import TASK_BY_CLASS
-from cardgen.train import training_record
+from cardgen.training_record import training_record
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cardgen import outputs
-from cardgen.config import RunConfig, dump_config
+from cardgen.config import RunConfig
 from cardgen.console import NullProgress, Progress
 from cardgen.distributed import (
     check_distributed,
@@ -25,14 +23,10 @@ from cardgen.distributed import (
     prepare_distributed,
     wait_for_all_processes,
 )
-from cardgen.errors import CardgenError, ConfigError, OutputError, RunFailed, TemplateError
+from cardgen.errors import CardgenError, ConfigError, RunFailed, TemplateError
 from cardgen.models import auto_config
-from cardgen.record import ModelRecord, RunRecord, save_record
+from cardgen.record import ModelRecord, RunRecord
 from cardgen.version import __version__
-
-OUTPUT_FILES = ("run.json", "README.md", "config.yaml")
-CHECKPOINTS = "checkpoints"  # train.CHECKPOINT_DIR (not imported: train imports torch's world)
-
 
 
 @dataclass
@@ -62,66 +56,10 @@ class StageTimer:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
 
 
-def check_output_dir(path: Path, overwrite: bool, resume: bool, lock_held: bool = False) -> None:
-    """Refuse to mix a new run into an existing one's results.
-
-    Run it while holding the directory's lock (``lock_held``), so no other run can fill the directory between
-    this check and the writes. cardgen's own stale temp files (a killed write) are no results: they are removed
-    (when the lock is held) and never make the directory "not empty".
-    """
-    from cardgen.files import is_own_temp, remove_own_temps
-
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"output path {path} is a file", "choose a directory with --output")
-    if path.is_dir() and lock_held:
-        remove_own_temps(path)
-    if path.is_dir() and not (overwrite or resume):
-        present = [p.name for p in path.iterdir() if p.name != ".cardgen.lock" and not is_own_temp(p.name)]
-        if present:
-            raise OutputError(f"output directory {path} is not empty ({', '.join(sorted(present)[:4])})",
-                              "pass --overwrite to replace it, --resume to continue it, or choose another --output")
-    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("/"))
-    if not probe.is_dir():
-        raise OutputError(f"output directory {path} is below {probe}, which is a file",
-                          "choose a directory with --output")
-    if not _writable(probe):
-        raise OutputError(f"output directory {path} is not writable", "choose a writable --output directory")
-    from cardgen.files import is_locked
-
-    if path.is_dir() and not lock_held and is_locked(path):
-        raise OutputError(f"another cardgen run is writing to {path}",
-                          "wait for it to finish or choose another --output directory")
 
 
-def _writable(directory: Path) -> bool:
-    """Whether a file can be created in ``directory``: tried for real (an unnamed temp file where the OS has them),
-    because permission bits say nothing for root, read-only mounts or immutable directories."""
-    import tempfile
-
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return False
-    try:
-        with tempfile.TemporaryFile(dir=directory):
-            return True
-    except OSError:
-        return False
 
 
-def check_resume(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
-    """``--resume`` needs training, an existing checkpoint, and must not be combined with ``--overwrite``."""
-    if not resume:
-        return
-    if cfg.output.overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other",
-                          "--resume continues the run in the output directory, --overwrite replaces it: pick one")
-    if cfg.training is None:
-        raise ConfigError("--resume needs training, but this run has none (--no-train or training: null)",
-                          "drop --resume, or drop --no-train")
-    from cardgen.train import CHECKPOINT_DIR, last_checkpoint
-
-    if last_checkpoint(out_dir) is None:
-        raise OutputError(f"nothing to resume: no checkpoint in {out_dir / CHECKPOINT_DIR}",
-                          "run without --resume (with --overwrite to replace what is in the output directory)")
 
 
 def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
@@ -181,7 +119,7 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     out_dir = Path(cfg.output.dir)
     outputs.check_inputs_outside(cfg, out_dir)
     if main:
-        check_output_dir(out_dir, cfg.output.overwrite, resume)  # fails fast, before the lock creates the directory
+        outputs.check_output_dir(out_dir, cfg.output.overwrite, resume)  # fails fast, before the lock creates the directory
     from cardgen.card.render import check_card_target
 
     check_card_target(out_dir / "README.md", cfg.output.overwrite_card)  # a hand-written card: refuse before training
@@ -193,8 +131,9 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     lock = output_lock(out_dir) if main else contextlib.nullcontext()
     try:
         with lock:
-            check_output_dir(out_dir, cfg.output.overwrite, resume, lock_held=True)  # the other processes: main's
-            check_resume(cfg, out_dir, resume)
+            # the other processes: main's
+            outputs.check_output_dir(out_dir, cfg.output.overwrite, resume, lock_held=True)
+            outputs.check_resume(cfg, out_dir, resume)
             interrupted, record = _checked_run(cfg, out_dir, progress, resume, main)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
@@ -322,7 +261,7 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
                 raise  # nothing trained, nothing to lose: the directory stays as it was
             raise _save_failed_run(cfg, record, loaded, out_dir, timer, progress, exc) from exc
     if main:
-        _write_outputs(cfg, record, loaded, out_dir, timer, progress, save_model=not interrupted)
+        outputs.write_outputs(cfg, record, loaded, out_dir, timer, progress, save_model=not interrupted)
     return interrupted
 
 
@@ -362,7 +301,7 @@ def _save_failed_run(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Pa
     cause = " ".join(cause.split())[:300]
     record.status = f"failed at {stage}"
     try:
-        _write_outputs(cfg, record, loaded, out_dir, timer, progress, save_model=True)
+        outputs.write_outputs(cfg, record, loaded, out_dir, timer, progress, save_model=True)
     except TemplateError:
         cause += "; the card uses the built-in template"  # saved all the same
     except CardgenError as write_exc:
@@ -374,90 +313,10 @@ def _save_failed_run(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Pa
                      "--overwrite")
 
 
-def _write_outputs(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path, timer: StageTimer,
-                   progress: Progress, save_model: bool) -> None:
-    """Write the run's outputs as one set: all into a staging folder inside ``out_dir``, then moved into place,
-    removing what the previous run there wrote and this one does not. A failure (a full disk) leaves the
-    previous set whole."""
-    from cardgen.files import commit_files, staging_dir
-
-    with timer("write", "Writing the model, run.json, config.yaml and the card"):
-        stage = staging_dir(out_dir)
-        try:
-            saved, pending = _write_set(cfg, record, loaded, stage, out_dir, timer, save_model)
-            remove = set(outputs.previous_outputs(out_dir)) - set(record.outputs)
-            if record.training is not None:
-                remove.discard(CHECKPOINTS)  # this run's own checkpoints by now: kept or removed below
-            commit_files(stage, out_dir, remove=sorted(remove))
-        except OutputError as exc:  # name the file where it belongs, not the staging folder it was written in
-            raise OutputError(exc.message.replace(str(stage), str(out_dir)), exc.hint) from exc
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        if saved and CHECKPOINTS not in record.outputs:
-            shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
-    if pending is not None:
-        raise pending
-    progress.note(f"wrote {out_dir}")
 
 
-def _write_set(cfg: RunConfig, record: RunRecord, loaded: Any, stage: Path, out_dir: Path, timer: StageTimer,
-               save_model: bool) -> tuple[bool, TemplateError | None]:
-    """Model, config.yaml, plots, card and run.json into ``stage``; (model saved, template error to raise once
-    the set is committed)."""
-    from cardgen.card.plots import write_plots
-    from cardgen.card.render import write_card
-    from cardgen.files import atomic_write_text, write_error
-    from cardgen.models import weights_size_on_disk
-
-    saved = save_model and cfg.output.save_model and record.training is not None
-    if saved:
-        save_pretrained(loaded, stage)
-        record.model.saved_to = ""
-        record.model.size_on_disk_bytes = weights_size_on_disk(stage)
-    record.stage_seconds = dict(timer.seconds)
-    atomic_write_text(stage / "config.yaml", dump_config(cfg))
-    write_plots(record, stage)
-    if (out_dir / "README.md").is_file():  # the card keeps the text people wrote outside its markers
-        try:
-            shutil.copyfile(out_dir / "README.md", stage / "README.md")
-        except OSError as exc:
-            raise write_error(stage / "README.md", exc) from exc
-    pending = None
-    try:
-        write_card(record, stage / "README.md", template=cfg.card.template)
-    except TemplateError as exc:
-        if not cfg.card.template:
-            raise
-        # The run must not be lost to a template mistake: keep the built-in card and say how to re-render.
-        write_card(record, stage / "README.md")
-        pending = TemplateError(f"{exc.message}; the run is saved in {out_dir} with the built-in card",
-                                f"fix the template, then: cardgen card {out_dir} --template {cfg.card.template}")
-    kept = record.training is not None and (not saved or bool(cfg.training and cfg.training.keep_checkpoints))
-    names = {p.name for p in stage.iterdir()} | {"run.json"}
-    record.outputs = sorted(names | ({CHECKPOINTS} if kept and (out_dir / CHECKPOINTS).is_dir() else set()))
-    save_record(record, stage / "run.json")
-    return saved, pending
 
 
-def save_pretrained(loaded: Any, out_dir: Path) -> None:
-    """Save the fine-tuned model and tokenizer as safetensors into ``out_dir`` (written then moved in place)."""
-    import tempfile
-
-    from cardgen.files import write_error
-
-    tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir))
-    try:
-        model = loaded.model
-        save = model.save_pretrained
-        save(tmp, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(tmp)
-        for item in tmp.iterdir():
-            os.chmod(item, 0o644)
-            os.replace(item, out_dir / item.name)
-    except OSError as exc:
-        raise write_error(Path(exc.filename) if isinstance(exc.filename, str) else out_dir, exc) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def summary(result: RunResult) -> dict[str, Any]:
