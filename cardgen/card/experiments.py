@@ -119,7 +119,7 @@ def _trial_row(t: Any, keys: list[str], best: int | None, kept: int | None) -> l
     elif t.note and state in ("failed", "waiting", "running"):
         state = f"{state} ({md_escape(t.note)})"
     if t.retry_of is not None:
-        state += f"; re-runs trial {t.retry_of}"
+        state += f"; re-runs trial {t.retry_of}" + (f" from its `{t.resumed_from}`" if t.resumed_from else "")
     cells = [str(t.number), state] + [_value(t.params.get(k)) if k in t.params else "—" for k in keys]
     cells += [fmt(t.objective), fmt(t.best_epoch, 2) if t.best_epoch is not None else "—",
               "; ".join(values) or "—", fmt(t.seconds, 1)]

@@ -202,9 +202,12 @@ def full(study: Any, places: int) -> bool:
 
 def requeue(study: Any, frozen: Any) -> None:
     """Queue ``frozen``'s settings (and reported values) again as a new trial, as optuna's retry callback does."""
+    import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(study, frozen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(study, frozen)
 
 
 def hand_back_dead(study: Any, me: Worker) -> list[int]:
@@ -224,9 +227,9 @@ def hand_back_dead(study: Any, me: Worker) -> list[int]:
             alive = False
         if alive:
             continue
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker was quicker
+            study._storage.set_trial_user_attr(t._trial_id, "note", "its worker died")
             if study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL):
-                study._storage.set_trial_user_attr(t._trial_id, "note", "its worker died")
                 requeue(study, study._storage.get_trial(t._trial_id))
                 handed.append(t.number)
     return handed

@@ -129,6 +129,7 @@ class _Trials:
                                       resume=last_checkpoint(trial_dir) is not None, extra_callbacks=(report,))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
         trial.set_user_attr("best_epoch", training.best_epoch)
+        trial.set_user_attr("resumed_from", training.resumed_from)  # (a re-queued trial inherits the attrs)
         if interrupted:
             self.stopped = training
             trial.set_user_attr("note", "stopped by the user; re-queued")
@@ -189,7 +190,7 @@ def run_study(cfg: RunConfig, task: Any, loaded: Any, data: Any, out_dir: Path, 
     start = time.perf_counter()
     with st.quiet_optuna():
         study = st.open_study(cfg, out_dir, params, "maximize" if greater else "minimize", trials)
-        kept = kept_info(root / "best")
+        kept = kept_info(root / "best") or (previous_kept(out_dir) if resume else None)
         runner = _Trials(cfg=cfg, task=task, loaded=loaded, data=data, root=root, progress=progress, params=params,
                          metric=metric, greater=greater, study=study, me=st.this_worker(out_dir), places=trials,
                          kept_value=kept[1].best_metric if kept else None)
@@ -197,7 +198,9 @@ def run_study(cfg: RunConfig, task: Any, loaded: Any, data: Any, out_dir: Path, 
         record = sweep_record(cfg, out_dir, study, metric, trials, time.perf_counter() - start)
     if interrupted:
         return Trained(training=runner.stopped, interrupted=True, experiments=ExperimentsRecord(sweep=record))
-    kept = kept_info(root / "best")
+    kept, kept_dir = kept_info(root / "best"), root / "best"
+    if kept is None and resume:
+        kept, kept_dir = previous_kept(out_dir), out_dir  # a finished sweep given more trials, none better
     if kept is None:
         raise OutputError(f"this worker finished no trial of the study, so it has no model to document"
                           f"{'; the best trial ran in ' + record.kept_elsewhere if record.kept_elsewhere else ''}",
@@ -218,9 +221,27 @@ def run_study(cfg: RunConfig, task: Any, loaded: Any, data: Any, out_dir: Path, 
         assert trained.experiments is not None
         trained.experiments.sweep = record
         return dataclasses.replace(trained, cfg=cfg_seeds, data=data_kept if data_kept is not data else None)
-    loaded.model = load_kept(loaded, root / "best")
+    loaded.model = load_kept(loaded, kept_dir)
     return Trained(training=training, interrupted=False, experiments=ExperimentsRecord(sweep=record), cfg=cfg_kept,
                    data=data_kept if data_kept is not data else None)
+
+
+def previous_kept(out_dir: Path) -> tuple[dict[str, Any], Any] | None:
+    """What a finished sweep in ``out_dir`` kept (its trial, settings and TrainingRecord; the weights are the
+    output directory's model), for a resume that adds trials; None when there is no such sweep."""
+    from cardgen.errors import CardgenError
+    from cardgen.record import load_record
+
+    try:
+        rec = load_record(out_dir)
+    except CardgenError:
+        return None
+    sw = rec.experiments.sweep if rec.experiments else None
+    if rec.status != "completed" or sw is None or sw.kept_trial is None or rec.training is None \
+            or sw.then_seeds or not (out_dir / "config.json").is_file():
+        return None
+    trial = next((t for t in sw.trials if t.number == sw.kept_trial), None)
+    return ({"trial": sw.kept_trial, "params": trial.params}, rec.training) if trial else None
 
 
 def sweep_record(cfg: RunConfig, out_dir: Path, study: Any, metric: str, trials: int, seconds: float) -> SweepRecord:
@@ -235,7 +256,8 @@ def sweep_record(cfg: RunConfig, out_dir: Path, study: Any, metric: str, trials:
             objective=t.value if t.state.name == "COMPLETE" else None, best_epoch=t.user_attrs.get("best_epoch"),
             values={str(k): float(v) for k, v in sorted(t.intermediate_values.items())},
             seconds=t.user_attrs.get("seconds"), worker=f"{worker.get('host')}:{worker.get('pid')}" if worker else None,
-            retry_of=t.system_attrs.get("failed_trial"), note=t.user_attrs.get("note")))
+            retry_of=t.system_attrs.get("failed_trial"), note=t.user_attrs.get("note"),
+            resumed_from=t.user_attrs.get("resumed_from")))
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     best = study.best_trial if complete else None
     elsewhere = None

@@ -78,6 +78,7 @@ class SweepTrial:
     worker: str | None = None  # host:pid that ran it
     retry_of: int | None = None  # the trial this one re-ran after its worker died or stopped
     note: str | None = None
+    resumed_from: str | None = None  # the checkpoint of the trial it re-ran, where that was on this host
 
 
 @dataclass
