@@ -143,3 +143,48 @@ def test_seeds_card_rerenders_from_run_json(seeds_run: Path, tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["card", str(copy)])
     assert result.exit_code == 0, result.output
     assert (copy / "README.md").read_text() == before
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_second_seed_then_resume_equals_an_uninterrupted_run(
+        seeds_run: Path, tiny_bert: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    import cardgen.train as train_mod
+
+    original = train_mod._callbacks
+    saves = []
+
+    def interrupting(progress: Any, stop: Any, patience: Any) -> list[Any]:
+        from transformers import TrainerCallback
+
+        class CtrlC(TrainerCallback):  # type: ignore[misc]
+            def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                saves.append(args.output_dir)
+                if len(saves) == 4:  # seed 7 saved 3 epochs; this is seed 8's first
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        return [*original(progress, stop, patience), CtrlC()]
+
+    monkeypatch.setattr(train_mod, "_callbacks", interrupting)
+    cfg = base_config(tiny_bert, tiny_data, tmp_path / "out", training={
+        "learning_rate": 4e-3, "num_epochs": 3, "train_batch_size": 16, "eval_batch_size": 32, "seed": 7},
+        compare={"enabled": True, "bootstrap_samples": 200})
+    path = write_config(tmp_path / "c.yaml", cfg)
+    stopped = CliRunner().invoke(cli, ["run", str(path), "--seeds", "3", "-q"])
+    assert stopped.exit_code == 130, stopped.output
+    assert "seeds" in saves[3] and "seed-8" in saves[3]
+    interrupted = load_record(tmp_path / "out")
+    assert interrupted.status == "interrupted" and interrupted.experiments is not None
+    assert [r.seed for r in interrupted.experiments.seeds.runs] == [7]  # type: ignore[union-attr]
+    monkeypatch.setattr(train_mod, "_callbacks", original)
+    resumed = CliRunner().invoke(cli, ["run", str(path), "--seeds", "3", "--resume", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    a, b = load_record(seeds_run).experiments.seeds, load_record(tmp_path / "out").experiments.seeds  # type: ignore
+    assert b.runs[1].resumed_from is not None and b.runs[1].resumed_from.startswith("checkpoint-")
+    for ra, rb in zip(a.runs, b.runs, strict=True):
+        assert rb.validation_metric == pytest.approx(ra.validation_metric, abs=1e-6)
+        for key, value in ra.test_metrics.items():
+            assert rb.test_metrics[key] == pytest.approx(value, abs=1e-6), (ra.seed, key)
+    assert a.kept_seed == b.kept_seed

@@ -230,6 +230,7 @@ def test_sweep_card(swept: Path) -> None:
     assert summary["sweep"]["best_trial"] == sw.best_trial and len(summary["sweep"]["trials"]) == 3
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_sweep_with_more_trials(swept: Path, tmp_path: Path, tiny_bert: Path,
                                                     tiny_data: Path) -> None:
     import shutil
