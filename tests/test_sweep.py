@@ -248,3 +248,22 @@ def test_resume_of_a_finished_sweep_with_more_trials(swept: Path, tmp_path: Path
     assert sw.best_trial == sw.kept_trial
     study = optuna.load_study(study_name=sw.study_name, storage=f"sqlite:///{copy / 'study.db'}")
     assert rec.training.best_metric == study.best_value
+
+
+def test_then_seeds_retrains_the_best_settings(tmp_path: Path, tiny_bert: Path, tiny_data: Path) -> None:
+    from cardgen.record import load_record
+
+    cfg = sweep_config(tmp_path, tiny_bert, tiny_data, tmp_path / "out", trials=2, then_seeds=2)
+    result = CliRunner().invoke(cli, ["sweep", str(cfg), "-q", "--set", "training.num_epochs=2"])
+    assert result.exit_code == 0, result.output
+    rec: Any = load_record(tmp_path / "out")
+    sw, seeds = rec.experiments.sweep, rec.experiments.seeds
+    best = next(t for t in sw.trials if t.number == sw.best_trial)
+    assert seeds.seeds == [7, 8]
+    # seed 7 with the best settings is the best trial again (same data, seed and code on one CPU)
+    assert seeds.runs[0].validation_metric == pytest.approx(best.objective, abs=1e-9)
+    assert rec.training.arguments["learning_rate"] == best.params["training.learning_rate"]
+    assert rec.training.hyperparameters["seed"] == seeds.kept_seed
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "## Hyperparameter search" in card and "## Seeds" in card
+    assert "trained again on 2 seeds" in card

@@ -86,7 +86,13 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if push_to:
         _push_after_run(result.output_dir, push_to, push_model, token, progress)
     if as_json:
-        print_json(summary(result))
+        out = summary(result)
+        seeds = result.record.experiments.seeds if result.record.experiments else None
+        if seeds is not None:
+            out["seeds"] = {"kept_seed": seeds.kept_seed, "runs": [
+                {"seed": r.seed, "validation": r.validation_metric, "test_metrics": r.test_metrics} for r in seeds.runs],
+                "test": {k: {"mean": v.mean, "std": v.std, "low": v.low, "high": v.high} for k, v in seeds.test.items()}}
+        print_json(out)
     else:
         print_text(f"Wrote {result.output_dir / 'README.md'} and {result.output_dir / 'run.json'}")
 
