@@ -116,6 +116,7 @@ class _Trials:
             raise st.SurplusTrial(f"trial {trial.number} came after the study's {self.places} places were taken")
         retry_of = self.study._storage.get_trial(trial._trial_id).system_attrs.get("failed_trial")
         trial.set_user_attr("worker", self.me.attrs())
+        trial.set_user_attr("note", None)  # a re-queued trial inherits the note of the one it re-runs
         values = {p.key: suggest(trial, p) for p in self.params}
         cfg_t = apply(self.cfg, values)
         data_t = self.data_for(cfg_t, list(values))
@@ -129,7 +130,7 @@ class _Trials:
                                       resume=last_checkpoint(trial_dir) is not None, extra_callbacks=(report,))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
         trial.set_user_attr("best_epoch", training.best_epoch)
-        trial.set_user_attr("resumed_from", training.resumed_from)  # (a re-queued trial inherits the attrs)
+        trial.set_user_attr("resumed_from", training.resumed_from)
         if interrupted:
             self.stopped = training
             trial.set_user_attr("note", "stopped by the user; re-queued")
