@@ -90,8 +90,9 @@ def _register() -> None:
     from cardgen.commands.card import card, lint, push
     from cardgen.commands.compare import compare
     from cardgen.commands.run import run
+    from cardgen.commands.sweep import sweep
 
-    for command in (run, card, push, compare, lint, bench):
+    for command in (run, card, push, compare, lint, bench, sweep):
         cli.add_command(command)
 
 

@@ -24,6 +24,8 @@ from cardgen.distributed import (
     wait_for_all_processes,
 )
 from cardgen.errors import CardgenError, ConfigError, RunFailed, TemplateError
+from cardgen.experiments.default import training_stage
+from cardgen.experiments.stage import TrainingStage
 from cardgen.models import auto_config
 from cardgen.record import ModelRecord, RunRecord
 from cardgen.version import __version__
@@ -62,13 +64,16 @@ class StageTimer:
 
 
 
-def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
+def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False,
+        training: TrainingStage | None = None) -> RunResult:
     """Fine-tune (or only load), evaluate, compare, benchmark and document a checkpoint.
 
     Args:
         cfg: The resolved configuration.
         progress: Where to report progress (nothing by default).
         resume: Continue from the last checkpoint in the output directory.
+        training: The training stage (default: one training, or one per seed of ``training.seeds``;
+            ``cardgen sweep`` passes its study).
 
     Returns:
         The output directory and the run record written to it.
@@ -76,7 +81,7 @@ def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) 
     from cardgen.models import hf_quiet
 
     with hf_quiet(), _terminate_as_interrupt():
-        return _run(cfg, progress, resume)
+        return _run(cfg, progress, resume, training or training_stage(cfg))
 
 
 @contextlib.contextmanager
@@ -110,7 +115,7 @@ class _Loaded:
     warnings: list[str]
 
 
-def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
+def _run(cfg: RunConfig, progress: Progress | None, resume: bool, training: TrainingStage) -> RunResult:
     main = is_main_process()
     # Only the main process reports and writes; the others train alongside it and then leave.
     progress = (progress or NullProgress()) if main else NullProgress()
@@ -133,8 +138,8 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
         with lock:
             # the other processes: main's
             outputs.check_output_dir(out_dir, cfg.output.overwrite, resume, lock_held=True)
-            outputs.check_resume(cfg, out_dir, resume)
-            interrupted, record = _checked_run(cfg, out_dir, progress, resume, main)
+            training.check_resume(cfg, out_dir, resume)
+            interrupted, record = _checked_run(cfg, out_dir, progress, resume, main, training)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a run that failed before writing anything leaves no trace
@@ -148,7 +153,7 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
 
 
 def _checked_run(cfg: RunConfig, out_dir: Path, progress: Progress, resume: bool,
-                 main: bool) -> tuple[bool, RunRecord]:
+                 main: bool, training: TrainingStage) -> tuple[bool, RunRecord]:
     """Load and check everything, then run the stages; (interrupted, record)."""
     from cardgen.data import used_max_length
     from cardgen.tasks import get_task
@@ -162,7 +167,7 @@ def _checked_run(cfg: RunConfig, out_dir: Path, progress: Progress, resume: bool
         progress.note(f"warning: {warning}")
     record = _new_record(cfg, task, inputs)
     # From here on the output directory is ours: everything above could fail on bad input without writing.
-    return _stages(cfg, task, inputs, record, out_dir, timer, progress, resume, main), record
+    return _stages(cfg, task, inputs, record, out_dir, timer, progress, resume, main, training), record
 
 
 def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _Loaded:
@@ -227,7 +232,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
 
 
 def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_dir: Path, timer: StageTimer,
-            progress: Progress, resume: bool, main: bool) -> bool:
+            progress: Progress, resume: bool, main: bool, training: TrainingStage) -> bool:
     """Base evaluation, training, evaluation, comparison, benchmark and outputs; True when interrupted."""
     loaded, data = inputs.loaded, inputs.data
     interrupted = False
@@ -239,10 +244,13 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
             record.base_evaluation = task.evaluate_base(loaded, data.frames[split], cfg, data.label_names,
                                                         split, progress)
     if cfg.training is not None:
-        from cardgen.train import train
-
         with timer("train", "Training"):
-            record.training, interrupted = train(cfg, task, loaded, data, out_dir, progress, resume)
+            trained = training(cfg, task, loaded, data, out_dir, progress, resume)
+        record.training, interrupted, record.experiments = trained.training, trained.interrupted, trained.experiments
+        if trained.cfg is not None:  # a sweep: the kept model's own settings
+            cfg, record.config = trained.cfg, trained.cfg.to_dict()
+        if trained.data is not None:
+            data, record.data = trained.data, trained.data.record
         record.warnings.extend(record.training.warnings)
         # Every process has finished training (and loaded the best checkpoint) before the main one
         # evaluates alone and removes the checkpoints; after this point no process waits on another.

@@ -25,6 +25,12 @@ def metric_key(cfg: RunConfig, default: str) -> str:
     return name.removeprefix("eval_")
 
 
+def selection_metric(cfg: RunConfig, task: Any) -> tuple[str, bool]:
+    """(the metric that picks the best epoch, whether greater is better): what train() and a sweep optimise."""
+    metric = metric_key(cfg, task.DEFAULT_METRIC)
+    return metric, task.GREATER_IS_BETTER if metric == task.DEFAULT_METRIC else metric not in ("loss", "perplexity")
+
+
 def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_better: bool) -> Any:
     """TrainingArguments from the config; extra_args pass straight through and are checked by transformers."""
     from transformers import TrainingArguments
@@ -264,14 +270,17 @@ def train(
     out_dir: Path,
     progress: Progress | None = None,
     resume: bool = False,
+    extra_callbacks: tuple[Any, ...] = (),
 ) -> tuple[TrainingRecord, bool]:
-    """Fine-tune ``loaded.model`` in place with the Trainer; return the record and whether it was interrupted."""
+    """Fine-tune ``loaded.model`` in place with the Trainer; return the record and whether it was interrupted.
+
+    ``extra_callbacks`` are added to cardgen's own TrainerCallbacks (a sweep's pruning callback).
+    """
     from transformers import PrinterCallback
 
     progress = progress or NullProgress()
     t: TrainingConfig = cfg.training  # type: ignore[assignment]
-    metric = metric_key(cfg, task.DEFAULT_METRIC)
-    greater = task.GREATER_IS_BETTER if metric == task.DEFAULT_METRIC else metric not in ("loss", "perplexity")
+    metric, greater = selection_metric(cfg, task)
     args = training_arguments(cfg, out_dir, metric, greater)
     train_ds = task.train_dataset(data.frames["train"], loaded.tokenizer, cfg, "train")
     eval_ds = task.train_dataset(data.frames["validation"], loaded.tokenizer, cfg, "validation")
@@ -284,7 +293,7 @@ def train(
         processing_class=loaded.tokenizer,
         data_collator=task.collator(loaded.tokenizer, cfg),
         compute_metrics=task.trainer_metrics(cfg, data.label_names),
-        callbacks=(callbacks := _callbacks(progress, stop, t.early_stopping_patience)),
+        callbacks=(callbacks := _callbacks(progress, stop, t.early_stopping_patience) + list(extra_callbacks)),
     )
     trainer.remove_callback(PrinterCallback)  # cardgen reports progress itself
     checkpoint = last_checkpoint(out_dir) if resume else None

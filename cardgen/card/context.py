@@ -251,6 +251,7 @@ def _speed(record: RunRecord) -> dict[str, Any] | None:
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
     from cardgen.card.comparison import comparison_context
+    from cardgen.card.experiments import seeds_context, sweep_context
 
     card_cfg = record.config.get("card", {})
     env = record.environment
@@ -330,4 +331,6 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "cardgen_version": record.cardgen_version,
         "schema_version": record.schema_version,
         "dataset_type": dtype,
+        "seeds": seeds_context(record),
+        "sweep": sweep_context(record),
     }

@@ -17,7 +17,8 @@ from cardgen.record import RunRecord
 CURVES_FILE = "training_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
 LATENCY_FILE = "latency.png"
-PLOT_FILES = (CURVES_FILE, CONFUSION_FILE, LATENCY_FILE)
+SWEEP_FILE = "sweep_objective.png"
+PLOT_FILES = (CURVES_FILE, CONFUSION_FILE, LATENCY_FILE, SWEEP_FILE)
 DPI = 110
 METRIC_LABELS = {"accuracy": "Accuracy", "f1_macro": "F1 (macro)", "precision_macro": "Precision (macro)",
                  "recall_macro": "Recall (macro)", "f1_positive": "F1 (positive class)", "loss": "Loss",
@@ -46,6 +47,7 @@ def write_plots(record: RunRecord, out_dir: str | Path) -> list[dict[str, str]]:
         ("training_curves", CURVES_FILE, "Training and validation loss and metric per epoch", training_curves),
         ("confusion_matrix", CONFUSION_FILE, "Confusion matrix on the evaluation split", confusion_matrix),
         ("latency", LATENCY_FILE, "Latency of the base and the fine-tuned model", latency_chart),
+        ("sweep_objective", SWEEP_FILE, "Hyperparameter search: each trial's objective", sweep_objective),
     ):
         fig = draw(record)
         if fig is None:
@@ -130,6 +132,42 @@ def training_curves(record: RunRecord) -> Any:
     for a in axes:
         if len(rows) <= 12:
             a.set_xticks(sorted({r.epoch for r in rows}))
+    return fig
+
+
+def sweep_objective(record: RunRecord) -> Any:
+    """A sweep's trials in order: each complete trial's objective (its best epoch's validation metric), each
+    pruned trial's last reported value, and the best so far; None without a sweep."""
+    sweep = record.experiments.sweep if record.experiments else None
+    if sweep is None or not sweep.trials:
+        return None
+    fig = _figure(6.5, 3.6)
+    ax = fig.subplots()
+    done = [(t.number, t.objective) for t in sweep.trials if t.state == "complete" and t.objective is not None]
+    pruned = [(t.number, t.values[max(t.values, key=int)]) for t in sweep.trials if t.state == "pruned" and t.values]
+    if done:
+        ax.plot(*zip(*done, strict=True), marker="o", linestyle="none", color="#1f77b4", label="complete (best epoch)")
+        best_so_far, line = None, []
+        for number, value in done:
+            if best_so_far is None or (value > best_so_far if sweep.direction == "maximize" else value < best_so_far):
+                best_so_far = value
+            line.append((number, best_so_far))
+        ax.step(*zip(*line, strict=True), where="post", color="#2ca02c", label="best so far")
+    if pruned:
+        ax.plot(*zip(*pruned, strict=True), marker="x", linestyle="none", color="#7f7f7f",
+                label="pruned (last evaluation)")
+    best = next((t for t in sweep.trials if t.number == sweep.best_trial), None)
+    if best is not None and best.objective is not None:
+        ax.plot([best.number], [best.objective], marker="*", markersize=14, color="#d62728", linestyle="none",
+                label=f"best trial {best.number} ({best.objective:.4f})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {_metric_label(sweep.metric)}")
+    ax.set_title(f"Objective per trial ({sweep.direction})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return fig
 
 

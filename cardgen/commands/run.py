@@ -17,6 +17,8 @@ from cardgen.commands.common import handle_errors, quiet_libraries
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set training.learning_rate=3e-5 (repeatable).")
 @click.option("--no-train", is_flag=True, help="Only load, evaluate and document the checkpoint.")
+@click.option("--seeds", "seeds_text", metavar="N", help="Train N times, with seeds training.seed, +1, ...; the card "
+              "shows each seed and the spread, and the seed best on validation is kept (sets training.seeds).")
 @click.option("--overwrite", is_flag=True, help="Replace the results in a non-empty output directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--overwrite-card", is_flag=True,
@@ -32,7 +34,8 @@ from cardgen.commands.common import handle_errors, quiet_libraries
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (for CI).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
-def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, overwrite: bool,
+def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, seeds_text: str | None,
+        overwrite: bool,
         resume: bool, overwrite_card: bool, allow_pickle: bool, push_to: str | None, push_model: bool,
         token: str | None, as_json: bool,
         quiet: bool) -> None:
@@ -59,6 +62,8 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if allow_pickle:
         extra.append("model.allow_pickle=true")
     cfg = load_config(config, extra)
+    if seeds_text is not None:
+        cfg = load_config(config, [*extra, _seeds_override(cfg, seeds_text)])
     if push_model and not push_to:
         raise ConfigError("--push-model needs --push-to NS/NAME", "add --push-to, or drop --push-model")
     if push_model and not cfg.output.save_model:
@@ -81,9 +86,27 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     if push_to:
         _push_after_run(result.output_dir, push_to, push_model, token, progress)
     if as_json:
-        print_json(summary(result))
+        out = summary(result)
+        seeds = result.record.experiments.seeds if result.record.experiments else None
+        if seeds is not None:
+            out["seeds"] = {"kept_seed": seeds.kept_seed, "runs": [
+                {"seed": r.seed, "validation": r.validation_metric, "test_metrics": r.test_metrics} for r in seeds.runs],
+                "test": {k: {"mean": v.mean, "std": v.std, "low": v.low, "high": v.high} for k, v in seeds.test.items()}}
+        print_json(out)
     else:
         print_text(f"Wrote {result.output_dir / 'README.md'} and {result.output_dir / 'run.json'}")
+
+
+def _seeds_override(cfg: Any, text: str) -> str:
+    """``--seeds N`` as the override ``training.seeds=[seed, seed + 1, ...]``."""
+    from cardgen.commands.common import parse_number
+    from cardgen.errors import ConfigError
+
+    if cfg.training is None:
+        raise ConfigError("--seeds needs training, but this run has none (--no-train or training: null)",
+                          "drop --seeds, or drop --no-train")
+    n = int(parse_number(text, "--seeds", integer=True, minimum=2, command="run"))
+    return f"training.seeds=[{', '.join(str(cfg.training.seed + i) for i in range(n))}]"
 
 
 def _push_after_run(output_dir: Path, repo_id: str, with_model: bool, token: str | None, progress: Any) -> None:

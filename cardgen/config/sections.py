@@ -109,9 +109,13 @@ class TrainingConfig:
     save_total_limit: int = 2
     keep_checkpoints: bool = False
     extra_args: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments as they are
+    seeds: list[int] | None = None  # train once per seed (issue 16); `seed` is unused then
 
     def _checks(self) -> list[tuple[str, str]]:
         errors = []
+        if self.seeds is not None and (len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds)):
+            errors.append(("seeds", f"must list at least 2 different seeds (got {self.seeds}); one seed is "
+                                    "`training.seed`"))
         if self.learning_rate <= 0:
             errors.append(("learning_rate", f"must be > 0 (got {self.learning_rate})"))
         if self.num_epochs <= 0 and self.max_steps <= 0:

@@ -18,6 +18,15 @@ from cardgen.record.bench import (
     ModelBenchmark,
 )
 from cardgen.record.evaluation import Comparison, EvaluationRecord, FlipExample, MetricComparison, ProbeRecord
+from cardgen.record.experiments import (
+    ExperimentsRecord,
+    SearchSpaceEntry,
+    SeedRun,
+    SeedsRecord,
+    SpreadStats,
+    SweepRecord,
+    SweepTrial,
+)
 from cardgen.record.run import (
     SCHEMA_VERSION,
     DataRecord,
@@ -35,4 +44,5 @@ __all__ = [
     "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample", "GenerationResult",
     "LatencyStats", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord", "RunRecord",
     "SplitRecord", "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
+    "ExperimentsRecord", "SearchSpaceEntry", "SeedRun", "SeedsRecord", "SpreadStats", "SweepRecord", "SweepTrial",
 ]

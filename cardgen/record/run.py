@@ -8,6 +8,7 @@ from typing import Any
 
 from cardgen.record.bench import BenchmarkRecord
 from cardgen.record.evaluation import Comparison, EvaluationRecord
+from cardgen.record.experiments import ExperimentsRecord
 
 SCHEMA_VERSION = "1.0"
 
@@ -138,3 +139,4 @@ class RunRecord:
     extras: dict[str, Any] = field(default_factory=dict)
     # The names this run wrote into its output directory, so that --overwrite removes exactly those.
     outputs: list[str] = field(default_factory=list)
+    experiments: ExperimentsRecord | None = None  # seeds and sweeps (cardgen.record.experiments)
