@@ -252,6 +252,7 @@ def _speed(record: RunRecord) -> dict[str, Any] | None:
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
     from cardgen.card.comparison import comparison_context
+    from cardgen.card.reproduce import perplexity_code
 
     card_cfg = record.config.get("card", {})
     env = record.environment
@@ -320,6 +321,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "comparison": comparison_context(record.comparison, base_name)
         if record.comparison and record.comparison.task == "text-classification" else None,
         "evaluation_note": _evaluation_note(record),
+        "reproduce": perplexity_code(record),
         "data_note": _data_note(record),
         "base_vs_finetuned": _base_vs_finetuned(record),
         "generations": _generations(record),

@@ -263,7 +263,7 @@ def paired_bootstrap_test(
     n_perm = n_permutations if n_permutations is not None else DEFAULT_PERMUTATIONS if counts_path else n_resamples
     if n_perm < 1:
         raise ValueError(f"n_permutations must be >= 1 (got {n_perm})")
-    if counts_path:
+    if isinstance(metric_fn, TableMetric) and counts_path:
         return _table_test(metric_fn, y, a, b, n_resamples, n_perm, confidence, seed)
     fn = batched(metric_fn, vectorized)
 

@@ -388,10 +388,9 @@ def evaluate(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, label_nam
         "loss": total / count if count else float("nan"),
     }
     generations = generate(loaded, list(cfg.lm.prompts), cfg.lm.max_new_tokens) if cfg.lm.prompts else []
-    method = (f"Perplexity = exp(total NLL / predicted tokens) over all {len(frame)} {split} texts joined by blank "
-              f"lines ({count} predicted tokens, {total_bytes} bytes), sliding window of {size} tokens advancing "
-              f"by {step} (each token predicted once, with at least {size - step} tokens of context after the "
-              f"first window); bits per byte = total NLL / ln 2 / bytes.")
+    start = int(ids[0]) if has_start else None
+    stream_args = token_stream_args(tok, start, size, step)
+    method = stream_method(len(frame), split, stream_args, len(ids), count, total_bytes)
     return EvaluationRecord(
         model=name, split=split, num_examples=len(frame), metrics=metrics,
         losses=[round(float(x), 6) for x in doc_nll], runtime_s=round(time.perf_counter() - start_time, 3),
@@ -399,9 +398,41 @@ def evaluate(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, label_nam
             "tokens": [int(x) for x in doc_pred], "bytes": [int(x) for x in stream.doc_bytes],
             "total_nll": total, "predicted_tokens": count, "total_bytes": total_bytes, "block_size": size,
             "stride": step, "start_token": bool(has_start), "separator": SEPARATOR, "method": method,
-            "generations": generations, "max_new_tokens": cfg.lm.max_new_tokens,
+            "generations": generations, "max_new_tokens": cfg.lm.max_new_tokens, "stream": stream_args,
         },
     )
+
+
+def token_stream_args(tokenizer: Any, start: int | None, size: int, step: int) -> dict[str, Any]:
+    """The evaluation's token stream, exactly (the card's method line, its reproduction code and the metric's
+    model-index ``args``): how the texts were tokenised and joined, the start token, the window and the stride."""
+    args: dict[str, Any] = {"tokenization": "each text on its own, no special tokens, separator appended to all "
+                                            "but the last", "separator": SEPARATOR}
+    if start is not None:
+        args.update(start_token=tokenizer.convert_ids_to_tokens(start), start_token_id=start)
+    args.update(window=size, stride=step)
+    return args
+
+
+def stream_method(num_texts: int, split: str, stream: dict[str, Any], num_ids: int, count: int,
+                  total_bytes: int) -> str:
+    """The card's sentence on how perplexity and bits per byte were computed, naming the token stream exactly."""
+    size, step = stream["window"], stream["stride"]
+    start = (f"after one start token `{stream['start_token']}` (id {stream['start_token_id']}) that is context only"
+             if "start_token_id" in stream else "without a start token (the first token is context only)")
+    return (f"Perplexity = exp(total NLL / predicted tokens) over one token stream of all {num_texts} {split} texts: "
+            f"each text tokenised on its own without special tokens, with `{_shown(stream['separator'])}` appended "
+            f"to every text but the last, {start} ({num_ids:,} tokens, {count:,} predicted, {total_bytes:,} bytes). "
+            f"Sliding window of {size} tokens advancing by {step} (each token predicted once, with at least "
+            f"{size - step} tokens of context after the first window); bits per byte = total NLL / ln 2 / bytes. "
+            "Tokenising the joined text in one call (as the transformers perplexity guide does) gives a slightly "
+            "different stream, so a different perplexity; bits per byte moves much less. The code under "
+            "*Reproduce these numbers* recomputes both.")
+
+
+def _shown(text: str) -> str:
+    """A separator as Python writes it inside quotes (a blank line is ``\\n\\n``)."""
+    return repr(text)[1:-1]
 
 
 def fresh_weights(loaded: LoadedModel) -> str:
