@@ -49,7 +49,7 @@ def main() -> None:
     from transformers import pipeline
 
     from cardgen.config import load_config
-    from cardgen.engine import length_order, token_budget_batches
+    from cardgen.engine import CALL_TOKENS, length_order, min_cost_batches
     from cardgen.models import load_tokenizer, resolve_source
     from cardgen.tasks import classification as task
 
@@ -92,7 +92,7 @@ def main() -> None:
     # Work done: tokens the model processed (padding included) by each, from the lengths alone.
     lengths = [len(x) for x in tokenizer(frame["text"].tolist(), truncation=True, max_length=max_length)["input_ids"]]
     order = length_order(lengths)
-    packed = [order[:32]] + token_budget_batches(order[32:], lengths, 32 * lengths[order[0]])
+    packed = min_cost_batches(order, lengths, 32 * lengths[order[0]], CALL_TOKENS)  # the engine's plan on a CPU
     processed = {name: sum(len(b) * max(lengths[i] for i in b) for b in batches) for name, batches in (
         ("pipeline batch 32", [list(range(i, min(i + 32, len(lengths)))) for i in range(0, len(lengths), 32)]),
         ("pipeline batch 1", [[i] for i in range(len(lengths))]), ("cardgen", packed))}

@@ -34,6 +34,30 @@ def burners(k: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)]
 
 
+def before_step(size: int):  # noqa: ANN202
+    """cardgen's step before this change (commit 2297bc1): ``logits_to_keep`` from the first predicting position
+    of the batch (all positions in a batch holding window 0), the batch's logits in one tensor."""
+    import torch.nn.functional as F
+
+    from cardgen.tasks.causal_lm import token_nll
+
+    def step_fn(m, batch):  # noqa: ANN001, ANN202
+        import torch
+
+        labels = batch.pop("labels")
+        width = labels.shape[1]
+        wanted = torch.nonzero((labels[:, 1:] != -100).any(dim=0))
+        first = int(wanted[0]) if len(wanted) else width - 1
+        if first > 0:
+            logits = m(**batch, use_cache=False, logits_to_keep=width - first).logits
+            values = F.pad(token_nll(logits, labels[:, first:]), (first, 0))
+        else:
+            values = token_nll(m(**batch, use_cache=False).logits, labels)
+        return {"nll": F.pad(values, (0, size - values.shape[1]))}
+
+    return step_fn
+
+
 def main() -> None:
     import argparse
 
@@ -76,10 +100,21 @@ def main() -> None:
         nll, predicted = causal_lm.stream_nll(model, ids, size, step, batch_size=batch, pad_token_id=pad)
         return math.exp(float(nll.sum()) / int(predicted.sum()))
 
+    def before(batch: int) -> float:
+        from cardgen.engine import run_engine
+
+        feats = causal_lm.window_features(ids, size, step)
+        rows = run_engine(model, feats, before_step(size), batch_size=batch, pad_token_id=pad).outputs["nll"]
+        total = sum(float(row[end - begin - n:end - begin].astype(np.float64).sum())
+                    for (begin, end, n), row in zip(causal_lm.windows(len(ids), size, step), rows, strict=True))
+        return math.exp(total / (len(ids) - 1))
+
     variants = {"guide": lambda: guide_perplexity(model, ids, size, step)}
     for name in args.variants.split(","):
         if name.startswith("cardgen-b"):
             variants[name] = (lambda b: lambda: cardgen(b))(int(name[len("cardgen-b"):]))
+        if name.startswith("before-b"):
+            variants[name] = (lambda b: lambda: before(b))(int(name[len("before-b"):]))
     chosen = [v for v in args.variants.split(",") if v in variants]
     with torch.inference_mode():
         model(torch.as_tensor(ids[:size])[None])

@@ -291,7 +291,7 @@ def stream_nll(model: Any, ids: np.ndarray, size: int, step: int, *, batch_size:
         ``(nll, predicted)``: float64 NLL per position (0 where not predicted) and a boolean mask of the
         predicted positions (all but position 0).
     """
-    from cardgen.engine import run_engine
+    from cardgen.engine import run_engine, token_nll_step
 
     feats = window_features(ids, size, step)
     nll = np.zeros(len(ids), dtype=np.float64)
@@ -299,26 +299,9 @@ def stream_nll(model: Any, ids: np.ndarray, size: int, step: int, *, batch_size:
     if not feats:
         return nll, predicted
 
-    keep_ok = _accepts_logits_to_keep(model)
-
-    def step_fn(m: Any, batch: dict[str, Any]) -> dict[str, Any]:
-        import torch
-        import torch.nn.functional as F
-
-        labels = batch.pop("labels")
-        width = labels.shape[1]
-        # Only positions whose next token is a target need logits: after the first window that is the last
-        # `step` of `size`. Computing the vocabulary-wide head (and its log-softmax) for the context positions is
-        # wasted work, the same numbers either way.
-        wanted = torch.nonzero((labels[:, 1:] != -100).any(dim=0))
-        first = int(wanted[0]) if len(wanted) else width - 1
-        if keep_ok and first > 0:
-            logits = m(**batch, use_cache=False, logits_to_keep=width - first).logits
-            values = F.pad(token_nll(logits, labels[:, first:]), (first, 0))
-        else:
-            values = token_nll(m(**batch, use_cache=False).logits, labels)
-        return {"nll": F.pad(values, (0, size - values.shape[1]))}
-
+    # The output head runs only where a token is predicted (after the first window, the last `step` positions of
+    # each window), in small chunks: the same numbers as full logits, without the work on context positions.
+    step_fn = token_nll_step(model, size)
     result = run_engine(model, feats, step_fn, batch_size=batch_size, pad_token_id=pad_token_id,
                         progress=progress, description=description)
     for (begin, end, n_targets), row in zip(windows(len(ids), size, step), result.outputs["nll"], strict=True):
@@ -326,16 +309,6 @@ def stream_nll(model: Any, ids: np.ndarray, size: int, step: int, *, batch_size:
         nll[end - n_targets:end] = row[width - n_targets:width]
         predicted[end - n_targets:end] = True
     return nll, predicted
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    """Whether the model's forward can compute logits for the last positions only (most transformers 5 LMs)."""
-    import inspect
-
-    try:
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
-        return False
 
 
 def generate(loaded: LoadedModel, prompts: list[str], max_new_tokens: int) -> list[dict[str, str]]:
