@@ -23,6 +23,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--examples", type=int, default=300)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--calls", default="0,16,32,64,128", help="call costs (tokens) of the planned policies")
+    p.add_argument("--no-grid", action="store_true", help="skip the t(rows, width) grid")
     args = p.parse_args()
     quiet()
     import numpy as np
@@ -51,10 +53,10 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         return min(times)
 
+    grid = {}
     log(f"forward cost t(rows, width), best of {args.repeats}, SDPA, inference mode")
     with torch.inference_mode(), engine.sdpa_attention(model):
-        grid = {}
-        for width in (8, 16, 32, 64):
+        for width in () if args.no_grid else (8, 16, 32, 64):
             for rows in (1, 4, 16, 32, 64, 128):
                 ids = torch.full((rows, width), 1000, dtype=torch.long)
                 batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
@@ -62,8 +64,9 @@ def main() -> None:
                 grid[rows, width] = best(lambda b=batch: model(**b))
                 print(f"t({rows:3d}, {width:2d}) = {grid[rows, width] * 1e3:7.1f} ms  "
                       f"{grid[rows, width] / (rows * width) * 1e6:6.1f} us/token", flush=True)
-    a, b = np.polyfit([r * w for r, w in grid], list(grid.values()), 1)[::-1]
-    print(f"least squares t = {a * 1e3:.2f} ms + {b * 1e6:.1f} us x tokens  (a call costs {a / b:.0f} tokens)")
+    if grid:
+        a, b = np.polyfit([r * w for r, w in grid], list(grid.values()), 1)[::-1]
+        print(f"least squares t = {a * 1e3:.2f} ms + {b * 1e6:.1f} us x tokens  (a call costs {a / b:.0f} tokens)")
 
     log("cardgen's evaluation, split into its parts, under each batching policy, interleaved with the pipeline")
     features = task.encode(frame, tokenizer, cfg)
@@ -79,7 +82,9 @@ def main() -> None:
             position += len(b)
         return plan
 
-    policies = {"greedy (before)": (greedy, 0), **{f"plan, call = {c} tokens": (planner, c) for c in (0, 16, 32, 64, 128)}}
+    policies = {"greedy (before)": (greedy, 0),
+                **{f"plan, call = {c} tokens": (planner, int(c)) for c in args.calls.split(",")}}
+    forward: dict[str, float] = {}
     times: dict[str, list[float]] = {name: [] for name in [*policies, "pipeline batch 32"]}
     shapes: dict[str, tuple[int, int]] = {}
     predictions = {}
@@ -95,9 +100,20 @@ def main() -> None:
                 predictions[name] = record.predictions
             times[name].append(time.perf_counter() - start)
             if name != "pipeline batch 32":
-                enc = engine.run_engine(model, features, lambda m, b: {"x": b["input_ids"][:, :1]}, batch_size=32)
+                batches: list[dict] = []
+
+                def keep(m, b, batches=batches):  # noqa: ANN001, ANN202
+                    batches.append(dict(b))
+                    return {"x": b["input_ids"][:, :1]}
+
+                enc = engine.run_engine(model, features, keep, batch_size=32)
                 shapes[name] = (enc.num_batches, enc.processed_tokens)
                 engine._plan = planner
+                with torch.inference_mode(), engine.sdpa_attention(model):  # the same batches, forward alone
+                    start = time.perf_counter()
+                    for b in batches:
+                        model(**b)
+                    forward[name] = min(forward.get(name, 1e9), time.perf_counter() - start)
     enc_t = best(lambda: task.encode(frame, tokenizer, cfg))
     peer = min(times["pipeline batch 32"])
     real = sum(len(f["input_ids"]) for f in features)
@@ -107,7 +123,8 @@ def main() -> None:
         print(f"{name}: best {ours:.3f} s, {shapes[name][0]} batches, {shapes[name][1]} processed tokens "
               f"(efficiency {real / shapes[name][1]:.3f}), ratio {peer / ours:.2f}x (rounds "
               f"{', '.join(f'{p / o:.2f}' for p, o in zip(times['pipeline batch 32'], times[name], strict=True))}), "
-              f"identical predictions {predictions[name] == predictions['pipeline batch 32']}")
+              f"identical predictions {predictions[name] == predictions['pipeline batch 32']}; forward alone "
+              f"{forward[name]:.3f} s (cardgen outside the forward {ours - forward[name]:+.3f} s)")
     print(f"load {load_average()}")
 
 

@@ -311,8 +311,11 @@ def token_nll_step(model: Any, width: int, shift: bool = True) -> StepFn:
     return step
 
 
-# What a forward call costs beyond its tokens, in tokens, when batches are planned (CPU): see min_cost_batches.
-CALL_TOKENS = 32
+# What a forward call costs beyond its tokens, counted in tokens, when batches are planned (CPU; min_cost_batches).
+# Measured with benchmarks/probe_eval.py on 2 CPU cores (MiniLM-L6): one call of 1 x 8 tokens takes 7.4 ms, about
+# 50 tokens' worth at the 135-165 us per token of large batches, and small batches run each token slower still;
+# over 300 VADER test texts a sweep of 32 ... 256 was fastest at 48-64 (1.27 s, against 1.29-1.49 s elsewhere).
+CALL_TOKENS = 64
 
 
 def _plan(order: Sequence[int], lengths: Sequence[int], start: int, budget: int) -> dict[int, int]:
