@@ -5,12 +5,14 @@ tokens; the model runs under ``torch.inference_mode`` with SDPA attention where 
 stay on the device until the end (one host transfer, no synchronisation per batch); results come back in the
 original order, so they equal plain unsorted evaluation.
 
-Batches are packed by tokens: the first (longest) batch holds ``batch_size`` examples, and every later batch holds
-as many examples as fit in the padded tokens of that first batch (short examples come many to a batch). Memory
-never exceeds what the first batch needed (attention, quadratic in width, shrinks), and larger matrix products
-run faster per token on every device. On CUDA the engine grows the budget to the largest batch that fits: the
-allocator's peak during the first batch is scaled to the free memory. A batch that still runs out of memory is
-split in half and retried, on any device.
+Batches are bounded by tokens: no batch holds more padded tokens than ``batch_size`` examples of the longest
+length, so memory never exceeds what that first batch needs, while short examples come many to a batch. On a CPU
+the cut points are planned up front to minimise the work: padded tokens plus the fixed cost of each forward call
+(:func:`min_cost_batches`, a call counted as :data:`CALL_TOKENS` tokens), so a batch never mixes very different
+lengths just because they fit. Elsewhere every later batch holds as many examples as fit in the first batch's
+padded tokens, and on CUDA the engine grows that budget to the largest batch that fits: the allocator's peak
+during the first batch is scaled to the free memory. A batch that still runs out of memory is split in half and
+retried, on any device.
 """
 
 from __future__ import annotations
@@ -77,6 +79,36 @@ def token_budget_batches(order: Sequence[int], lengths: Sequence[int], max_token
         batches.append(list(order[i : i + rows]))
         i += rows
     return batches
+
+
+def min_cost_batches(order: Sequence[int], lengths: Sequence[int], max_tokens: int,
+                     call_tokens: int = 32, max_rows: int | None = None) -> list[list[int]]:
+    """Cut ``order`` (longest first) into the batches that minimise processed tokens plus ``call_tokens`` per batch.
+
+    A batch of ``rows`` examples padded to its longest, ``width``, costs ``rows x width`` tokens of work plus the
+    fixed cost of a forward call, counted as ``call_tokens`` tokens. Exact dynamic programming over the cut points
+    (O(n x max_rows), vectorised); every batch stays within ``max_tokens`` padded tokens (memory) and ``max_rows``
+    rows. ``call_tokens = 0`` gives one batch per distinct length (no padding at all), a huge value few full batches.
+    """
+    n = len(order)
+    if n == 0:
+        return []
+    width = np.asarray([max(1, lengths[i]) for i in order], dtype=np.int64)
+    cap = min(n, max_rows or MAX_ROWS)
+    cost = np.zeros(n + 1, dtype=np.float64)
+    back = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        begin = np.arange(max(0, end - cap), end)
+        work = (end - begin) * width[begin]  # width[begin] is the batch's longest: lengths descend
+        total = cost[begin] + work + call_tokens
+        total[(work > max_tokens) & (begin < end - 1)] = np.inf  # a single example always fits
+        best = int(np.argmin(total))
+        cost[end], back[end] = total[best], begin[best]
+    cuts, end = [], n
+    while end > 0:
+        cuts.append((int(back[end]), end))
+        end = int(back[end])
+    return [list(order[a:b]) for a, b in reversed(cuts)]
 
 
 def padding_efficiency(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
@@ -189,6 +221,112 @@ def _in_input_order(collected: dict[str, list[Any]], done: list[int]) -> dict[st
     return outputs
 
 
+# Logits of one output-head call at most (a bound on memory only). Measured on a 2-core CPU (benchmarks/
+# probe_perplexity.py): splitting a batch's head into calls of 16 MiB made it 1.4x slower when other processes
+# shared the cores (each call is one more parallel region whose threads wait for each other), and the page faults
+# of one large buffer per batch cost nothing measurable, so a batch's predicted positions go through the head in
+# one call up to this size.
+HEAD_CHUNK_BYTES = 1 << 29
+
+
+def output_head(model: Any) -> tuple[Any, Any] | None:
+    """(backbone, output head) of a model whose logits are ``head(backbone(...).last_hidden_state)`` as far as its
+    attributes say (a transformers ``*ForCausalLM``/``*ForMaskedLM``); None otherwise. :func:`token_nll_step`
+    checks the claim against the model's own forward before relying on it."""
+    backbone = getattr(model, "base_model", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if backbone is None or backbone is model or head is None:
+        return None
+    return backbone, head
+
+
+def _plain_nll(model: Any, batch: dict[str, Any], labels: Any, shift: bool) -> Any:
+    """Per-position NLL from the model's full logits (models whose head cannot be split off)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = model(**batch, use_cache=False).logits
+    target = labels[:, 1:] if shift else labels
+    scores = logits[:, :-1] if shift else logits
+    out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+    nll = F.cross_entropy(scores.reshape(-1, scores.shape[-1]).float(), target.reshape(-1), ignore_index=-100,
+                          reduction="none").view(target.shape)
+    out[:, int(shift):] = nll
+    return out
+
+
+def _same_logits(model: Any, batch: dict[str, Any], hidden: Any, head: Any) -> bool:
+    """Whether ``head(hidden)`` is the model's own logit at the last position of the batch's first row (a model
+    that scales or caps its logits after the head, e.g. Gemma 2's soft-capping, fails this)."""
+    import inspect
+
+    import torch
+
+    row = {k: v[:1] for k, v in batch.items()}
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    full = model(**row, use_cache=False, **kwargs).logits[0, -1].float()
+    ours = head(hidden[:1, -1:]).reshape(-1).float()
+    return bool(full.shape == ours.shape and torch.allclose(full, ours, rtol=1e-4, atol=1e-4 * float(full.abs().max())))
+
+
+def token_nll_step(model: Any, width: int, shift: bool = True) -> StepFn:
+    """A :func:`run_engine` step giving the NLL (nats, float32) of every labelled token, shape (batch, ``width``).
+
+    The batch carries ``labels`` (-100 where nothing is predicted). With ``shift`` (causal LM) the token at ``j``
+    is predicted from position ``j - 1``; without (masked LM) at ``j`` itself. The output head (the vocabulary-wide
+    matrix product and its log-softmax) runs only on the positions that predict a label, gathered from every row
+    of the batch into one call (up to :data:`HEAD_CHUNK_BYTES` of logits): no work on context positions. Whether the
+    model's logits really are ``head(backbone(...))`` is checked once against its own forward; models that transform
+    their logits after the head get the plain path (full logits), with the same numbers.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    parts = output_head(model)
+    state = {"split": parts is not None, "checked": False}
+
+    def step(m: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        labels = batch.pop("labels")
+        if not state["split"] or parts is None:
+            return {"nll": F.pad(_plain_nll(m, batch, labels, shift), (0, width - labels.shape[1]))}
+        backbone, head = parts
+        hidden = backbone(**batch, use_cache=False).last_hidden_state
+        if not state["checked"]:
+            state["checked"] = True
+            state["split"] = _same_logits(m, batch, hidden, head)
+            if not state["split"]:
+                return {"nll": F.pad(_plain_nll(m, batch, labels, shift), (0, width - labels.shape[1]))}
+        target = labels[:, 1:] if shift else labels
+        rows, cols = torch.nonzero(target != -100, as_tuple=True)
+        out = torch.zeros((labels.shape[0], width), dtype=torch.float32, device=labels.device)
+        vocab = head.weight.shape[0] if hasattr(head, "weight") else 1
+        chunk = max(1, HEAD_CHUNK_BYTES // (4 * vocab))
+        for i in range(0, len(rows), chunk):
+            r, c = rows[i:i + chunk], cols[i:i + chunk]
+            logits = head(hidden[r, c])
+            out[r, c + int(shift)] = F.cross_entropy(logits.float(), target[r, c], reduction="none")
+        return {"nll": out}
+
+    return step
+
+
+# What a forward call costs beyond its tokens, counted in tokens, when batches are planned (CPU; min_cost_batches).
+# Measured with benchmarks/probe_eval.py on 2 CPU cores (MiniLM-L6): one call of 1 x 8 tokens takes 7.4 ms, about
+# 50 tokens' worth at the 135-165 us per token of large batches, and small batches run each token slower still;
+# over 300 VADER test texts a sweep of 32 ... 256 was fastest at 48-64 (1.27 s, against 1.29-1.49 s elsewhere).
+CALL_TOKENS = 64
+
+
+def _plan(order: Sequence[int], lengths: Sequence[int], start: int, budget: int) -> dict[int, int]:
+    """Rows of each planned batch of ``order[start:]``, keyed by its first position in ``order``."""
+    plan, position = {}, start
+    for batch in min_cost_batches(order[start:], lengths, budget, CALL_TOKENS):
+        plan[position] = len(batch)
+        position += len(batch)
+    return plan
+
+
 def run_engine(
     model: Any,
     features: Sequence[Features],
@@ -231,6 +369,12 @@ def run_engine(
     processed = largest = num_batches = 0
     rows = max(1, int(batch_size))
     budget: int | None = None  # padded tokens per batch, set by the first batch when packing
+    # On a CPU the batches are planned up front (min_cost_batches): the least padding for what a call costs.
+    planned = pack and device.type == "cpu" and bool(order)
+    plan: dict[int, int] = {}  # position in ``order`` -> rows of the batch starting there
+    if planned:
+        budget = rows * max(1, lengths[order[0]])
+        plan = _plan(order, lengths, 0, budget)
     start = time.perf_counter()
     progress.start_task(description, total=len(features))
 
@@ -238,7 +382,8 @@ def run_engine(
         i = 0
         while i < len(order):
             width = max(1, lengths[order[i]])
-            take = rows if budget is None else max(1, min(MAX_ROWS, budget // width))
+            fitting = rows if budget is None else max(1, min(MAX_ROWS, budget // width))
+            take = plan[i] if planned else fitting
             idx = order[i : i + take]
             arrays = pad_batch([features[j] for j in idx], pad_values)
             batch = _on_device({**arrays, **{k: np.ascontiguousarray(v[idx]) for k, v in extra_arrays.items()}},
@@ -253,8 +398,10 @@ def run_engine(
                 del batch
                 # Halve this batch and retry; later batches keep the smaller size.
                 rows, budget, grow = _halved(device, len(idx), width, budget)
+                if planned and budget is not None:
+                    plan = _plan(order, lengths, i, budget)
                 continue
-            if pack and num_batches == 0:
+            if pack and num_batches == 0 and not planned:
                 budget = arrays["input_ids"].size
                 if measure_peak:
                     budget = max(budget, _cuda_token_budget(device, budget, _peak_since(device, before), len(idx)))

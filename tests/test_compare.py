@@ -15,6 +15,7 @@ from cardgen.cli import cli
 from cardgen.record import load_record
 
 BOOTSTRAP = 100  # enough for the tests, fast enough for sklearn to recompute every interval
+PERMUTATIONS = 200  # compare.permutations: the recomputation below runs sklearn once per permutation
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,8 @@ def compare_run(tiny_bert: Path, tiny_data: Path, tmp_path_factory: pytest.TempP
     from cardgen.pipeline import run
 
     out = tmp_path_factory.mktemp("compare-run") / "out"
-    cfg = base_config(tiny_bert, tiny_data, out, compare={"enabled": True, "bootstrap_samples": BOOTSTRAP, "seed": 3},
+    cfg = base_config(tiny_bert, tiny_data, out, compare={"enabled": True, "bootstrap_samples": BOOTSTRAP, "seed": 3,
+                                                                "permutations": PERMUTATIONS},
                       training={"num_epochs": 1})
     return run(load_config(data=cfg)).output_dir
 
@@ -68,8 +70,8 @@ def test_card_has_the_comparison_section(compare_run: Path) -> None:
     text = (compare_run / "README.md").read_text()
     assert "## Comparison with the base model" in text
     assert "**linear probe**" in text and "frozen base model's features" in text
-    assert "| Metric | Base [95% CI] | Fine-tuned [95% CI] | Delta [95% CI] | p-value (test) |" in text
-    assert "(exact McNemar)" in text and "(paired permutation)" in text
+    assert "| Metric | Base [95% CI] | Fine-tuned [95% CI] | Delta [95% CI] | p-value | Test |" in text
+    assert "| exact McNemar |" in text and "| paired permutation |" in text
     # model-index: the fine-tuned model's results only
     record = load_record(compare_run)
     assert record.evaluation is not None
@@ -161,9 +163,12 @@ def test_every_number_in_the_section_recomputes_from_run_json(compare_run: Path)
                      for g, pa, pb in map(permuted, moved)])
     p_f1 = (1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + len(null))
 
+    assert cmp["permutations"] == PERMUTATIONS
     for j, (name, p) in enumerate([("Accuracy", p_acc), ("F1 (macro)", p_f1)]):
         p_text = f"{p:.1e}" if 0 < p < 1e-4 else f"{p:.4f}"
-        row = f"| {name} | {cell(j, 'a')} | {cell(j, 'b')} | {cell(j, 'd')} | {p_text} ("
+        if name != "Accuracy" and p == 1 / (1 + PERMUTATIONS):  # no permutation reached it: a bound, not a value
+            p_text = "< 0.005 (the smallest 200 permutations can give)"
+        row = f"| {name} | {cell(j, 'a')} | {cell(j, 'b')} | {cell(j, 'd')} | {p_text} |"
         assert row in section, row
     for j, name in ((2, "Precision (macro)"), (3, "Recall (macro)")):
         row = f"| {name} | {cell(j, 'a')} | {cell(j, 'b')} | {cell(j, 'd')} |"
@@ -226,7 +231,8 @@ def test_cli_compare_matches_the_run_and_writes_json_and_markdown(compare_run: P
     out_json, out_md = tmp_path / "cmp.json", tmp_path / "cmp.md"
     args = ["compare", str(tiny_bert), str(compare_run), "--data", str(tiny_data / "test.jsonl"),
             "--train", str(tiny_data / "train.jsonl"), "--label-names", "negative,positive",
-            "--bootstrap", str(BOOTSTRAP), "--seed", "3", "--json", str(out_json), "--markdown", str(out_md), "-q"]
+            "--bootstrap", str(BOOTSTRAP), "--permutations", str(PERMUTATIONS), "--seed", "3", "--json", str(out_json),
+            "--markdown", str(out_md), "-q"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "Accuracy" in result.output and "McNemar" in result.output and "linear probe" in result.output
@@ -254,6 +260,9 @@ def test_cli_compare_bad_input_is_one_line(tiny_bert: Path, tiny_run: Path, tiny
     few = runner.invoke(cli, ["compare", str(tiny_run), str(tiny_run), "--data", str(tiny_data / "test.jsonl"),
                               "--bootstrap", "5"])
     assert few.exit_code == 2 and "--bootstrap" in few.output
+    few = runner.invoke(cli, ["compare", str(tiny_run), str(tiny_run), "--data", str(tiny_data / "test.jsonl"),
+                              "--permutations", "5"])
+    assert few.exit_code == 2 and "--permutations must be >= 99" in few.output
     wrong = runner.invoke(cli, ["compare", str(tiny_run), str(tiny_run), "--data", str(tiny_data / "test.jsonl"),
                                 "--label-names", "positive,negative"])
     assert wrong.exit_code == 2 and "labels" in wrong.output

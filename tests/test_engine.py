@@ -157,7 +157,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_results(classifier, texts):
 
     result = run_engine(model, features, step, batch_size=16)
     expected = run_engine(model, features, lambda m, b: {"logits": m(**b).logits}, batch_size=4)
-    assert sizes[:3] == [16, 8, 4]  # halved until it fits
+    assert sizes[0] > 5 and sizes[1] == sizes[0] // 2 and sizes[2] <= 5  # halved until it fits
     assert result.max_batch_size <= 5
     np.testing.assert_allclose(result.outputs["logits"], expected.outputs["logits"], rtol=0, atol=1e-5)
 
@@ -190,3 +190,106 @@ def test_empty_input(classifier):
     model, _ = classifier
     result = run_engine(model, [], lambda m, b: {"logits": m(**b).logits})
     assert result.outputs == {} and result.processed_tokens == 0 and result.padding_efficiency == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# token_nll_step: the output head only on predicted positions, in bounded chunks
+
+
+def _tiny_lm(kind: str):
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        config = transformers.GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                                         bos_token_id=0, eos_token_id=0)
+        return transformers.GPT2LMHeadModel(config).eval()
+    # Gemma 2 caps its logits after the head (tanh soft-capping): head(backbone(x)) is not its logits
+    config = transformers.Gemma2Config(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                       final_logit_softcapping=3.0, max_position_embeddings=64)
+    return transformers.Gemma2ForCausalLM(config).eval()
+
+
+def _windows_with_labels(n: int = 11, width: int = 20, seed: int = 0) -> list[dict[str, list[int]]]:
+    rng = np.random.default_rng(seed)
+    feats = []
+    for i in range(n):
+        ids = rng.integers(0, 97, width).tolist()
+        context = 0 if i == 0 else int(rng.integers(1, width - 1))  # the first window predicts all, later ones a tail
+        feats.append({"input_ids": ids, "attention_mask": [1] * width,
+                      "labels": [-100] * context + ids[context:]})
+    return feats
+
+
+def _reference_nll(model, feats) -> np.ndarray:
+    """Per-position NLL from each window's full logits, one window at a time."""
+    out = np.zeros((len(feats), len(feats[0]["input_ids"])))
+    with torch.no_grad():
+        for i, f in enumerate(feats):
+            logits = model(torch.tensor([f["input_ids"]])).logits[0].double()
+            logp = torch.log_softmax(logits, -1)
+            for j in range(1, len(f["labels"])):
+                if f["labels"][j] != -100:
+                    out[i, j] = -float(logp[j - 1, f["labels"][j]])
+    return out
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "gemma2-softcap"])
+def test_token_nll_step_equals_full_logits_and_runs_the_head_only_where_predicted(kind, monkeypatch):
+    from cardgen import engine
+
+    model = _tiny_lm(kind)
+    feats = _windows_with_labels()
+    predicted = sum(sum(label != -100 for label in f["labels"][1:]) for f in feats)
+    rows_through_head: list[int] = []
+    head = model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda _m, args, _out: rows_through_head.append(args[0].shape[:-1].numel()))
+    monkeypatch.setattr(engine, "HEAD_CHUNK_BYTES", 4 * 97 * 7)  # 7 positions per head call
+    try:
+        got = run_engine(model, feats, engine.token_nll_step(model, 20), batch_size=4).outputs["nll"]
+    finally:
+        hook.remove()
+    np.testing.assert_allclose(got, _reference_nll(model, feats), rtol=2e-5, atol=2e-5)
+    if kind == "gpt2":  # split head: exactly the predicted positions, at most 7 at a time (+ the check's 1 + 1)
+        assert sum(rows_through_head) == predicted + 2 and max(rows_through_head) <= 7
+    else:  # soft-capped logits: the check fails once, and every batch takes the model's full logits
+        assert sum(rows_through_head) >= len(feats) * 20
+
+
+def test_min_cost_batches_trade_padding_for_calls():
+    from cardgen.engine import min_cost_batches
+
+    lengths = [10, 10, 9, 9, 9, 5, 5, 4, 1, 1, 1, 1]
+    order = list(range(len(lengths)))  # already longest first
+    # no cost per call: one batch per distinct length, no padding at all
+    assert min_cost_batches(order, lengths, 1000, call_tokens=0) == [[0, 1], [2, 3, 4], [5, 6], [7], [8, 9, 10, 11]]
+    # a call costs as much as 1000 tokens: everything in one batch (within the memory budget)
+    assert min_cost_batches(order, lengths, 1000, call_tokens=1000) == [order]
+    # within 60 padded tokens: two batches, cut where the work is least (50 + 7 x 5, not 60 + 6 x 5)
+    assert min_cost_batches(order, lengths, 60, call_tokens=1000) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10, 11]]
+    # in between: padding of 1 token per row is worth saving a call of 4, padding of 4 per row is not
+    plan = min_cost_batches(order, lengths, 1000, call_tokens=4)
+    assert plan == [[0, 1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11]]
+    assert sorted(i for b in plan for i in b) == order
+    assert min_cost_batches([], [], 10) == [] and min_cost_batches([0], [50], 10) == [[0]]  # one row always fits
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # exact: no other cut of a random length list costs less (brute force over all cuts)
+        ls = sorted(rng.integers(1, 12, 9).tolist(), reverse=True)
+
+        def cost(batches, ls=ls):  # noqa: ANN001, ANN202
+            return sum(len(b) * ls[b[0]] + 5 for b in batches)
+
+        def allowed(b, ls=ls):  # noqa: ANN001, ANN202
+            return len(b) == 1 or (len(b) <= 4 and len(b) * ls[b[0]] <= 40)
+
+        got = min_cost_batches(list(range(9)), ls, 40, call_tokens=5, max_rows=4)
+        assert all(allowed(b) for b in got)
+        assert cost(got) == min(cost(c) for c in _all_cuts(list(range(9))) if all(allowed(b) for b in c))
+
+
+def _all_cuts(items):
+    if not items:
+        yield []
+        return
+    for k in range(1, len(items) + 1):
+        for rest in _all_cuts(items[k:]):
+            yield [items[:k], *rest]

@@ -285,7 +285,7 @@ def test_paired_test_agrees_with_mcnemar_when_no_clear_difference() -> None:
     assert result.low < 0.0 < result.high
     # For accuracy the permutation test and McNemar test the same hypothesis: similar p-values (about 0.5).
     assert result.p_value == pytest.approx(exact.p_value, abs=0.06)
-    assert result.n_permutations == 2000
+    assert result.n_permutations == 10_000  # a table metric's count-based test: 10,000 permutations by default
 
 
 # ---------------------------------------------------------------------------------------------- perplexity
@@ -329,7 +329,7 @@ def test_perplexity_paired_test() -> None:
     expected = perplexity_from_nll(nll_b, tokens) - perplexity_from_nll(nll_a, tokens)
     assert better.delta == pytest.approx(expected)
     assert better.low <= better.delta <= better.high < 0
-    assert better.p_value == pytest.approx(1 / 501)
+    assert better.p_value == pytest.approx(1 / 10_001) and better.n_permutations == 10_000  # the default
 
 
 # ---------------------------------------------------------------------------------------------- flips and JSON

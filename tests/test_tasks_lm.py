@@ -198,7 +198,7 @@ def test_causal_run_record_and_card(causal_run: Path) -> None:
     text = (causal_run / "README.md").read_text()
     assert "| Training Loss | Epoch | Step | Validation Loss | Perplexity |" in text
     assert "## Base model vs fine-tuned" in text and "## Sample generations" in text
-    assert "| Prompt | Base | Fine-tuned |" in text and "sliding window of 32 tokens" in text
+    assert "| Prompt | Base | Fine-tuned |" in text and "Sliding window of 32 tokens" in text
     assert (causal_run / "model.safetensors").is_file()
     # the base-vs-fine-tuned table carries paired intervals and p-values computed from the per-text NLLs
     comparison = record.comparison
@@ -211,6 +211,11 @@ def test_causal_run_record_and_card(causal_run: Path) -> None:
     from cardgen.card.format import format_interval
 
     assert f"| {format_interval(ppl.fine_tuned)} | {format_interval(ppl.delta, signed=True)} |" in text
+    # every one of the 40 texts improves: no permutation of 10,000 reaches the change, so the card gives a bound
+    # and run.json the exact floor
+    assert comparison.permutations == 10_000 and ppl.p_value == pytest.approx(1 / 10_001)
+    assert f"{format_interval(ppl.delta, signed=True)} | < 0.0001 (the smallest 10,000 permutations can give) |" in text
+    assert "(10,000 permutations, two-sided)" in text
 
 
 def test_causal_epoch_perplexity_is_the_final_method(causal_run: Path) -> None:
@@ -452,6 +457,8 @@ def test_cli_compare_causal_lm_reproduces_the_runs_comparison(causal_run: Path, 
     assert "Perplexi" in result.output and "Bits per" in result.output  # the table (wrapped to the width)
     md = out_md.read_text()
     assert "| Perplexity (lower is better) |" in md and "documents" in md
+    assert "| < 0.0001 (the smallest 10,000 permutations can give) |" in md  # at its floor, as in the card
+    assert "< 0.0001" in result.output  # and on the terminal
 
 
 def test_cli_compare_refuses_a_base_with_a_random_head(mlm_run: Path, lm_data: Path) -> None:

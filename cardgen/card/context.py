@@ -187,7 +187,8 @@ def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
     base, ft = record.base_evaluation, record.evaluation
     if base is None or ft is None or record.model.task == "text-classification":
         return None
-    from cardgen.card.format import format_interval, format_p
+    from cardgen.card.comparison import row_p
+    from cardgen.card.format import format_interval
 
     meaningful = bool(base.extra.get("meaningful", True))
     stats = {r.key: r for r in record.comparison.metrics} if record.comparison is not None else {}
@@ -203,7 +204,7 @@ def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
             "fine_tuned": format_interval(r.fine_tuned) if r else fmt(f),
             "delta": (format_interval(r.delta, signed=True) if r else signed(f - b))
             if meaningful and b is not None and f is not None else "—",
-            "p": format_p(r.p_value) if r and r.p_value is not None else "—",
+            "p": row_p(record.comparison, r) if record.comparison and r and r.p_value is not None else "—",
         })
     same = None
     fp_base, fp_ft = base.extra.get("mask_fingerprint"), ft.extra.get("mask_fingerprint")
@@ -217,7 +218,7 @@ def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
         intervals = (f"{c.confidence * 100:g}% intervals in brackets, from a {c.interval_method} "
                      f"({c.num_examples} documents, {c.bootstrap_samples} resamples, seed {c.seed}; base, fine-tuned "
                      f"and change use the same resampled documents); p-values from a {test} "
-                     f"({c.permutations} permutations, two-sided).")
+                     f"({c.permutations:,} permutations, two-sided).")
     return {"split": ft.split, "n": ft.num_examples, "rows": rows, "meaningful": meaningful,
             "note": base.extra.get("note"), "same_inputs": same, "intervals": intervals}
 
@@ -252,6 +253,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
     from cardgen.card.comparison import comparison_context
     from cardgen.card.experiments import seeds_context, sweep_context
+    from cardgen.card.reproduction import perplexity_code
 
     card_cfg = record.config.get("card", {})
     env = record.environment
@@ -320,6 +322,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "comparison": comparison_context(record.comparison, base_name)
         if record.comparison and record.comparison.task == "text-classification" else None,
         "evaluation_note": _evaluation_note(record),
+        "reproduce": perplexity_code(record),
         "data_note": _data_note(record),
         "base_vs_finetuned": _base_vs_finetuned(record),
         "generations": _generations(record),

@@ -5,6 +5,7 @@ texts and model names. A leaf: it imports nothing of cardgen.
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,11 +77,24 @@ def format_interval(values: Sequence[float], signed: bool = False) -> str:
     return f"{_num(point, signed)} [{_num(low, signed)}, {_num(high, signed)}]"
 
 
-def format_p(p: float | None) -> str:
-    """A p-value: four decimals, or two significant digits below 0.0001."""
+def format_p(p: float | None, permutations: int | None = None) -> str:
+    """A p-value: four decimals, or two significant digits below 0.0001.
+
+    With ``permutations`` (a permutation test's p-value), a p-value at its floor ``1 / (1 + permutations)`` (no
+    permutation reached the observed effect) is not an exact value but a bound, and says so:
+    ``< 0.001 (the smallest 1,000 permutations can give)``.
+    """
     if p is None:
         return "—"
+    if permutations and abs(p * (1 + permutations) - 1) < 1e-9:
+        return f"< {_plain(1 / permutations)} (the smallest {permutations:,} permutations can give)"
     return f"{p:.1e}" if 0 < p < 1e-4 else f"{p:.4f}"
+
+
+def _plain(value: float) -> str:
+    """A small positive number with two significant digits and no exponent: 0.001, 0.0005, 0.000033."""
+    digits = max(0, 1 - math.floor(math.log10(value)))
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
 def short_test(test: str | None) -> str:

@@ -69,6 +69,8 @@ def eval_results(record: RunRecord) -> list[Any]:
             kwargs["dataset_config"] = record.data.hub_config
         if record.data.hub_revision:
             kwargs["dataset_revision"] = record.data.hub_revision
+        if task == "causal-lm" and ev.extra.get("stream"):  # the exact token stream the number belongs to
+            kwargs["metric_args"] = dict(ev.extra["stream"])
         out.append(EvalResult(**kwargs))
     return out
 

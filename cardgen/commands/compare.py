@@ -25,8 +25,9 @@ from cardgen.commands.common import handle_errors, quiet_libraries
               help="Training examples for the linear probe, needed when BASE has no trained head for the labels.")
 @click.option("--dataset-config", metavar="NAME", help="Config name of a Hub dataset.")
 @click.option("--batch-size", type=int, help="Examples per forward pass (default: FT's run.json, else 32).")
-@click.option("--bootstrap", type=int, default=1000, show_default=True,
-              help="Bootstrap resamples for the intervals (and permutations for the p-values).")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples for the intervals.")
+@click.option("--permutations", type=int, default=10000, show_default=True,
+              help="Permutations behind each permutation p-value (the smallest p-value is 1 / (1 + N)).")
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="Coverage of the intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of resampling, permutations and probe.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
@@ -37,8 +38,8 @@ from cardgen.commands.common import handle_errors, quiet_libraries
 @handle_errors
 def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_column: str, label_column: str,
             label_names: str | None, max_length: int | None, train_file: str | None, dataset_config: str | None,
-            batch_size: int | None, bootstrap: int, confidence: float, seed: int, json_out: Path | None,
-            markdown_out: Path | None, quiet: bool) -> None:
+            batch_size: int | None, bootstrap: int, permutations: int, confidence: float, seed: int,
+            json_out: Path | None, markdown_out: Path | None, quiet: bool) -> None:
     """Evaluate BASE and FT on exactly the same examples and compare them: each metric with its confidence
     interval, the delta with its own interval, and a paired significance test.
 
@@ -64,7 +65,8 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     result = compare_models(base, fine_tuned, data, task=task, split=split, text_column=text_column,
                             label_column=label_column, label_names=names, max_length=max_length, train=train_file,
                             dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap,
-                            confidence=confidence, seed=seed, progress=RichProgress(quiet=quiet))
+                            confidence=confidence, seed=seed, progress=RichProgress(quiet=quiet),
+                            permutations=permutations)
     how = {"linear-probe": "linear probe on frozen features", "zero-shot": "zero-shot"}.get(
         result.method, "evaluated as it is")
     print_text(f"Base {display_model(result.base_model)} ({how}) vs fine-tuned {display_model(fine_tuned)}: "
@@ -73,7 +75,8 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     for warning in result.warnings:
         print_text(f"Warning: {warning}")
     ci = f"{result.confidence * 100:g}% CI"
-    print_table(f"Base vs fine-tuned ({ci}, {result.bootstrap_samples} bootstrap resamples, seed {result.seed})",
+    print_table(f"Base vs fine-tuned ({ci}, {result.bootstrap_samples:,} bootstrap resamples, "
+                f"{result.permutations:,} permutations, seed {result.seed})",
                 ["Metric", f"base [{ci}]", f"fine-tuned [{ci}]", f"delta [{ci}]", "p-value", "test"],
                 [tuple(escape(cell) for cell in row) for row in table_rows(result)])
     if result.task == "text-classification":

@@ -47,6 +47,7 @@ def compare(
     seed: int = 0,
     probe_max_train: int = 20000,
     progress: Progress | None = None,
+    permutations: int = 10000,
 ) -> Comparison:
     """Evaluate two checkpoints on exactly the same examples and compare them with intervals and paired tests.
 
@@ -67,11 +68,12 @@ def compare(
             (default: the dataset's train split, when ``data`` is a dataset).
         dataset_config: Config name of a Hub dataset.
         batch_size: Examples per forward pass (default: the one recorded in FT's run.json, else 32).
-        bootstrap_samples: Bootstrap resamples for the intervals (and permutations for the p-values).
+        bootstrap_samples: Bootstrap resamples for the intervals.
         confidence: Coverage of the intervals.
         seed: Seed of the resampling, the permutations and the probe.
         probe_max_train: At most this many training examples fit the probe (a seeded subset).
         progress: Where to report progress (nothing by default).
+        permutations: Permutations behind every permutation p-value (its floor is ``1 / (1 + permutations)``).
 
     Returns:
         The :class:`~cardgen.record.Comparison`, with both models' per-example evaluations attached.
@@ -88,13 +90,13 @@ def compare(
                         label_column=label_column, label_names=label_names, max_length=max_length, train=train,
                         dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap_samples,
                         confidence=confidence, seed=seed, probe_max_train=probe_max_train,
-                        progress=progress or NullProgress())
+                        progress=progress or NullProgress(), permutations=permutations)
 
 
 def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, text_column: str, label_column: str,
              label_names: Sequence[str] | None, max_length: int | None, train: str | None,
              dataset_config: str | None, batch_size: int | None, bootstrap_samples: int, confidence: float, seed: int,
-             probe_max_train: int, progress: Progress) -> Comparison:
+             probe_max_train: int, progress: Progress, permutations: int) -> Comparison:
     from cardgen.config import load_config
     from cardgen.files import package_path
     from cardgen.models import auto_config, load_tokenizer, pick_device, resolve_source
@@ -103,6 +105,8 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     start = time.perf_counter()
     task = _task_name(task)
     _check_settings(bootstrap_samples, confidence, batch_size, probe_max_train, max_length)
+    if permutations < 99:
+        raise ConfigError(f"--permutations must be >= 99 (got {permutations})", "use e.g. --permutations 10000")
     fine_tuned = package_path(fine_tuned) if fine_tuned.startswith("pkg:") else fine_tuned
     recorded = _recorded_run(fine_tuned)
     recorded_base, warnings = _recorded_base(base, recorded, progress)
@@ -120,7 +124,7 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
         comparison = compare_checkpoints(base, fine_tuned, data_section, task=task, split=split,
                                          batch_size=batch_size, sections=_recorded_sections(recorded, task),
                                          n_resamples=bootstrap_samples, confidence=confidence, seed=seed,
-                                         progress=progress)
+                                         progress=progress, n_permutations=permutations)
         comparison.seconds = round(time.perf_counter() - start, 2)
         comparison.recorded_base_model, comparison.warnings = recorded_base, warnings
         return comparison
@@ -128,7 +132,7 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
         "model": {"name_or_path": base}, "task": task, "data": data_section, "training": None,
         "evaluation": {"split": "test", "batch_size": batch_size},
         "compare": {"bootstrap_samples": bootstrap_samples, "confidence": confidence, "seed": seed,
-                    "probe_max_train": probe_max_train},
+                    "probe_max_train": probe_max_train, "permutations": permutations},
         "benchmark": {"enabled": False},
     })
     ft_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=fine_tuned))
@@ -164,7 +168,8 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     comparison = classification_comparison(
         ft_eval.labels, base_eval.predictions, ft_eval.predictions, names, texts=example_texts(frame), split=split,
         base_model=base, fine_tuned_model=fine_tuned, method=method, n_resamples=bootstrap_samples,
-        confidence=confidence, seed=seed, probe=probe, max_length=prepared.record.max_length,
+        confidence=confidence, seed=seed, n_permutations=cfg.compare.permutations, probe=probe,
+        max_length=prepared.record.max_length,
     )
     comparison.base_evaluation = base_eval
     comparison.fine_tuned_evaluation = ft_eval
@@ -207,7 +212,7 @@ COMPARE_FLAGS = {
     "data.label_column": "--label-column", "data.max_length": "--max-length", "data.train": "--train",
     "data.test": "--data", "data.dataset": "--data", "data.dataset_config": "--dataset-config",
     "data.splits.test": "--split", "evaluation.batch_size": "--batch-size", "compare.bootstrap_samples": "--bootstrap",
-    "compare.confidence": "--confidence", "compare.seed": "--seed",
+    "compare.confidence": "--confidence", "compare.seed": "--seed", "compare.permutations": "--permutations",
 }
 COMPARE_HINTS: dict[type[CardgenError], str] = {
     ConfigError: "see `cardgen compare --help`",

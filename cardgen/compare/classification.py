@@ -62,7 +62,7 @@ def classification_comparison(
 
     Every interval is a percentile bootstrap over examples with ``seed``: the same resampled examples for the
     base, the fine-tuned model and their delta. Accuracy is tested with the exact McNemar test, the macro
-    metrics with a paired permutation test (``n_permutations``, default ``n_resamples``).
+    metrics with a paired permutation test (``n_permutations``, default ``compare.permutations``' default, 10,000).
 
     Args:
         labels: Gold label ids.
@@ -81,6 +81,7 @@ def classification_comparison(
         probe: How the probe was fitted, when the base is a linear probe.
         max_length: The truncation length both models used.
     """
+    from cardgen.stats import DEFAULT_PERMUTATIONS
     from cardgen.stats.comparison import COUNT_METHOD, classification_comparison_stats
     from cardgen.stats.paired import flips
 
@@ -91,7 +92,7 @@ def classification_comparison(
         raise DataError(f"the two models were evaluated on different numbers of examples ({len(a)} and {len(b)})",
                         "evaluate both on the same split")
     names = [str(n) for n in label_names]
-    n_perm = n_permutations or n_resamples
+    n_perm = n_permutations or DEFAULT_PERMUTATIONS
     st = classification_comparison_stats(y, a, b, len(names), names, n_resamples=n_resamples,
                                          confidence=confidence, seed=seed, n_permutations=n_perm)
     base_iv, ft_iv, mcnemar = st.base, st.fine_tuned, st.mcnemar
@@ -103,7 +104,7 @@ def classification_comparison(
         test = st.deltas[key]
         rows.append(MetricComparison(key, name, _trio(getattr(base_iv, key)), _trio(getattr(ft_iv, key)),
                                      [test.delta, test.low, test.high], test.p_value,
-                                     f"{test.test}, {test.n_permutations} permutations"))
+                                     f"{test.test}, {test.n_permutations:,} permutations"))
     per_class = _per_class_rows(names, base_iv, ft_iv, st.per_class_deltas)
     wrong_to_right, right_to_wrong = flips(y, a, b)
 

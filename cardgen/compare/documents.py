@@ -58,7 +58,7 @@ def supports(task: str) -> bool:
 
 def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRecord, *, base_model: str,
                      fine_tuned_model: str, n_resamples: int, confidence: float, seed: int,
-                     keys: tuple[str, ...] | None = None) -> Comparison:
+                     keys: tuple[str, ...] | None = None, n_permutations: int | None = None) -> Comparison:
     """Intervals and paired tests of every per-document metric the two evaluations share.
 
     Args:
@@ -67,18 +67,21 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
         fine_tuned: The fine-tuned model's evaluation of the same documents.
         base_model: Name of the base checkpoint.
         fine_tuned_model: Name of the fine-tuned model.
-        n_resamples: Bootstrap resamples and permutations.
+        n_resamples: Bootstrap resamples.
         confidence: Coverage of the intervals.
         seed: Seed of the resampling.
         keys: Only these metrics (default: all the two evaluations share).
+        n_permutations: Permutations behind each p-value (default :data:`cardgen.stats.DEFAULT_PERMUTATIONS`).
 
     Raises:
         ValueError: If the two evaluations did not score the same documents.
     """
+    from cardgen.stats import DEFAULT_PERMUTATIONS
     from cardgen.stats.intervals import bootstrap_ci
     from cardgen.stats.metrics import METRIC_NAMES, ratio_of_sums
     from cardgen.stats.paired import paired_ratio_test
 
+    n_perm = n_permutations or DEFAULT_PERMUTATIONS
     series_b, series_f = SERIES[task](base), SERIES[task](fine_tuned)
     rows = []
     for key in (k for k in ORDER if k in series_b and k in series_f and (keys is None or k in keys)):
@@ -89,7 +92,7 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
         ci_b = bootstrap_ci(stat, num_b, den_b, n_resamples=n_resamples, confidence=confidence, seed=seed)
         ci_f = bootstrap_ci(stat, num_f, den_f, n_resamples=n_resamples, confidence=confidence, seed=seed)
         test = paired_ratio_test(num_b, den_b, num_f, den_f, transform, n_resamples=n_resamples, seed=seed,
-                                 confidence=confidence)
+                                 confidence=confidence, n_permutations=n_perm)
         rows.append(MetricComparison(
             key=key, name=METRIC_NAMES[key], base=[ci_b.point, ci_b.low, ci_b.high],
             fine_tuned=[ci_f.point, ci_f.low, ci_f.high], delta=[test.delta, test.low, test.high],
@@ -100,7 +103,7 @@ def score_comparison(task: str, base: EvaluationRecord, fine_tuned: EvaluationRe
     return Comparison(
         task=task, split=fine_tuned.split, num_examples=len(series_f[rows[0].key][0]) if rows else 0,
         base_model=base_model, fine_tuned_model=fine_tuned_model, method="same-evaluation",
-        confidence=confidence, bootstrap_samples=n_resamples, permutations=n_resamples, seed=seed,
+        confidence=confidence, bootstrap_samples=n_resamples, permutations=n_perm, seed=seed,
         interval_method=INTERVAL_METHOD, metrics=rows, tests={r.key: PERMUTATION_TEST for r in rows},
         summary=summary,
     )
@@ -111,7 +114,7 @@ HEADS = {"causal-lm": "language-modelling head", "masked-lm": "MLM head", "quest
 
 def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any], *, task: str, split: str,
                         batch_size: int, sections: dict[str, Any], n_resamples: int, confidence: float, seed: int,
-                        progress: Any) -> Comparison:
+                        progress: Any, n_permutations: int | None = None) -> Comparison:
     """``cardgen compare`` for the LM and QA tasks: both checkpoints evaluated by the task on the same documents.
 
     Args:
@@ -122,10 +125,11 @@ def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any]
         split: The split's name in the results.
         batch_size: Windows or examples per forward pass.
         sections: ``lm`` / ``qa`` config sections to evaluate with (FT's recorded ones).
-        n_resamples: Bootstrap resamples and permutations.
+        n_resamples: Bootstrap resamples.
         confidence: Coverage of the intervals.
         seed: Seed of the resampling.
         progress: Where to report progress.
+        n_permutations: Permutations behind each p-value (default 10,000).
 
     Raises:
         ModelError: If a checkpoint lacks the task's trained head (its numbers would describe random weights),
@@ -167,7 +171,7 @@ def compare_checkpoints(base: str, fine_tuned: str, data_section: dict[str, Any]
     keys = None if same_vocab or task != "causal-lm" else ("bits_per_byte",)
     comparison = score_comparison(task, evaluations["base"], evaluations["fine-tuned"], base_model=base,
                                   fine_tuned_model=fine_tuned, n_resamples=n_resamples, confidence=confidence,
-                                  seed=seed, keys=keys)
+                                  seed=seed, keys=keys, n_permutations=n_permutations)
     comparison.max_length = data_section.get("max_length")
     comparison.base_evaluation = evaluations["base"]
     comparison.fine_tuned_evaluation = evaluations["fine-tuned"]

@@ -70,8 +70,8 @@ def compare_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Prepared
     comparison = classification_comparison(
         ev.labels, base_eval.predictions, ev.predictions, data.label_names, texts=example_texts(frame),
         split=ev.split, base_model=cfg.model.name_or_path, fine_tuned_model=_run_name(cfg), method=method,
-        n_resamples=c.bootstrap_samples, confidence=c.confidence, seed=c.seed, probe=probe,
-        max_length=data.record.max_length,
+        n_resamples=c.bootstrap_samples, confidence=c.confidence, seed=c.seed, n_permutations=c.permutations,
+        probe=probe, max_length=data.record.max_length,
     )
     comparison.seconds = round(time.perf_counter() - start, 2)
     return base_eval, comparison
@@ -92,7 +92,7 @@ def _score_stage(cfg: RunConfig, task: Any, base: EvaluationRecord | None, ev: E
     c = cfg.compare
     comparison = score_comparison(task.NAME, base, ev, base_model=cfg.model.name_or_path,
                                   fine_tuned_model=_run_name(cfg), n_resamples=c.bootstrap_samples,
-                                  confidence=c.confidence, seed=c.seed)
+                                  confidence=c.confidence, seed=c.seed, n_permutations=c.permutations)
     comparison.seconds = round(time.perf_counter() - start, 2)
     return comparison
 

@@ -158,11 +158,16 @@ class CompareConfig:
     confidence: float = 0.95
     seed: int = 0
     probe_max_train: int = 20000  # examples used to fit the linear probe
+    # Permutations behind every permutation p-value (the smallest p-value is 1 / (1 + permutations)); cheap: the
+    # classification tests draw counts of a K^3 table, the per-document ones one matrix product per block.
+    permutations: int = 10000
 
     def _checks(self) -> list[tuple[str, str]]:
         errors = []
         if self.bootstrap_samples < 100:
             errors.append(("bootstrap_samples", f"must be >= 100 (got {self.bootstrap_samples})"))
+        if self.permutations < 99:
+            errors.append(("permutations", f"must be >= 99 (got {self.permutations})"))
         if not 0.5 < self.confidence < 1:
             errors.append(("confidence", f"must be in (0.5, 1) (got {self.confidence})"))
         return errors

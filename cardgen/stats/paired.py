@@ -250,18 +250,20 @@ def paired_bootstrap_test(
         n_resamples: Bootstrap resamples for the interval.
         seed: Seed of the bootstrap and the permutations.
         confidence: Coverage of the interval.
-        n_permutations: Permutations for the p-value; default ``n_resamples``.
+        n_permutations: Permutations for the p-value; default :data:`DEFAULT_PERMUTATIONS` (10,000) on the count
+            path, where they cost almost nothing, else ``n_resamples``.
         vectorized: Whether ``metric_fn`` is batched.
 
     Returns:
         ``PairedTestResult``; unpacks as ``delta, low, high, p_value``.
     """
     check_resampling(n_resamples, confidence)
-    n_perm = n_resamples if n_permutations is None else n_permutations
+    (y, a, b), n = as_arrays(labels, pred_a, pred_b)
+    counts_path = isinstance(metric_fn, TableMetric) and _ids(y, a, b)
+    n_perm = n_permutations if n_permutations is not None else DEFAULT_PERMUTATIONS if counts_path else n_resamples
     if n_perm < 1:
         raise ValueError(f"n_permutations must be >= 1 (got {n_perm})")
-    (y, a, b), n = as_arrays(labels, pred_a, pred_b)
-    if isinstance(metric_fn, TableMetric) and _ids(y, a, b):
+    if isinstance(metric_fn, TableMetric) and counts_path:
         return _table_test(metric_fn, y, a, b, n_resamples, n_perm, confidence, seed)
     fn = batched(metric_fn, vectorized)
 
@@ -296,7 +298,7 @@ def perplexity_paired_test(
         n_resamples: Bootstrap resamples for the interval.
         seed: Seed of the bootstrap and the permutations.
         confidence: Coverage of the interval.
-        n_permutations: Permutations for the p-value; default ``n_resamples``.
+        n_permutations: Permutations for the p-value; default :data:`DEFAULT_PERMUTATIONS` (10,000).
         tokens_b: Predicted tokens per document of model B, when its tokenizer differs (perplexities of
             different tokenizers are not comparable per token; prefer bits per byte then).
 
@@ -326,7 +328,7 @@ def paired_ratio_test(
     Covers every corpus-level metric that is a ratio of per-document sums (see :func:`ratio_of_sums`). ``delta`` is
     B minus A; its interval is a paired bootstrap over documents, its p-value a paired permutation test (each
     document's two (numerator, denominator) pairs swapped with probability 1/2), ``n_permutations`` of them
-    (default ``n_resamples``).
+    (default :data:`DEFAULT_PERMUTATIONS`).
 
     Returns:
         ``PairedTestResult``; unpacks as ``delta, low, high, p_value``.
@@ -359,7 +361,7 @@ def paired_sum_test(
         n_resamples: Bootstrap resamples for the interval.
         seed: Seed of the bootstrap and the permutations (the same resampled documents as the per-example path).
         confidence: Coverage of the interval.
-        n_permutations: Permutations for the p-value; default ``n_resamples``.
+        n_permutations: Permutations for the p-value; default :data:`DEFAULT_PERMUTATIONS` (10,000).
 
     Returns:
         ``PairedTestResult``; unpacks as ``delta, low, high, p_value``.
@@ -368,7 +370,7 @@ def paired_sum_test(
         ValueError: If the shapes differ or are not (n, d) with n >= 1, or the settings are out of range.
     """
     check_resampling(n_resamples, confidence)
-    n_perm = n_resamples if n_permutations is None else n_permutations
+    n_perm = DEFAULT_PERMUTATIONS if n_permutations is None else n_permutations
     if n_perm < 1:
         raise ValueError(f"n_permutations must be >= 1 (got {n_perm})")
     xa, xb = np.asarray(data_a, dtype=np.float64), np.asarray(data_b, dtype=np.float64)

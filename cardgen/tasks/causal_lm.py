@@ -291,7 +291,7 @@ def stream_nll(model: Any, ids: np.ndarray, size: int, step: int, *, batch_size:
         ``(nll, predicted)``: float64 NLL per position (0 where not predicted) and a boolean mask of the
         predicted positions (all but position 0).
     """
-    from cardgen.engine import run_engine
+    from cardgen.engine import run_engine, token_nll_step
 
     feats = window_features(ids, size, step)
     nll = np.zeros(len(ids), dtype=np.float64)
@@ -299,26 +299,9 @@ def stream_nll(model: Any, ids: np.ndarray, size: int, step: int, *, batch_size:
     if not feats:
         return nll, predicted
 
-    keep_ok = _accepts_logits_to_keep(model)
-
-    def step_fn(m: Any, batch: dict[str, Any]) -> dict[str, Any]:
-        import torch
-        import torch.nn.functional as F
-
-        labels = batch.pop("labels")
-        width = labels.shape[1]
-        # Only positions whose next token is a target need logits: after the first window that is the last
-        # `step` of `size`. Computing the vocabulary-wide head (and its log-softmax) for the context positions is
-        # wasted work, the same numbers either way.
-        wanted = torch.nonzero((labels[:, 1:] != -100).any(dim=0))
-        first = int(wanted[0]) if len(wanted) else width - 1
-        if keep_ok and first > 0:
-            logits = m(**batch, use_cache=False, logits_to_keep=width - first).logits
-            values = F.pad(token_nll(logits, labels[:, first:]), (first, 0))
-        else:
-            values = token_nll(m(**batch, use_cache=False).logits, labels)
-        return {"nll": F.pad(values, (0, size - values.shape[1]))}
-
+    # The output head runs only where a token is predicted (after the first window, the last `step` positions of
+    # each window), in small chunks: the same numbers as full logits, without the work on context positions.
+    step_fn = token_nll_step(model, size)
     result = run_engine(model, feats, step_fn, batch_size=batch_size, pad_token_id=pad_token_id,
                         progress=progress, description=description)
     for (begin, end, n_targets), row in zip(windows(len(ids), size, step), result.outputs["nll"], strict=True):
@@ -326,16 +309,6 @@ def stream_nll(model: Any, ids: np.ndarray, size: int, step: int, *, batch_size:
         nll[end - n_targets:end] = row[width - n_targets:width]
         predicted[end - n_targets:end] = True
     return nll, predicted
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    """Whether the model's forward can compute logits for the last positions only (most transformers 5 LMs)."""
-    import inspect
-
-    try:
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
-        return False
 
 
 def generate(loaded: LoadedModel, prompts: list[str], max_new_tokens: int) -> list[dict[str, str]]:
@@ -388,10 +361,9 @@ def evaluate(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, label_nam
         "loss": total / count if count else float("nan"),
     }
     generations = generate(loaded, list(cfg.lm.prompts), cfg.lm.max_new_tokens) if cfg.lm.prompts else []
-    method = (f"Perplexity = exp(total NLL / predicted tokens) over all {len(frame)} {split} texts joined by blank "
-              f"lines ({count} predicted tokens, {total_bytes} bytes), sliding window of {size} tokens advancing "
-              f"by {step} (each token predicted once, with at least {size - step} tokens of context after the "
-              f"first window); bits per byte = total NLL / ln 2 / bytes.")
+    start = int(ids[0]) if has_start else None
+    stream_args = token_stream_args(tok, start, size, step)
+    method = stream_method(len(frame), split, stream_args, len(ids), count, total_bytes)
     return EvaluationRecord(
         model=name, split=split, num_examples=len(frame), metrics=metrics,
         losses=[round(float(x), 6) for x in doc_nll], runtime_s=round(time.perf_counter() - start_time, 3),
@@ -399,9 +371,41 @@ def evaluate(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, label_nam
             "tokens": [int(x) for x in doc_pred], "bytes": [int(x) for x in stream.doc_bytes],
             "total_nll": total, "predicted_tokens": count, "total_bytes": total_bytes, "block_size": size,
             "stride": step, "start_token": bool(has_start), "separator": SEPARATOR, "method": method,
-            "generations": generations, "max_new_tokens": cfg.lm.max_new_tokens,
+            "generations": generations, "max_new_tokens": cfg.lm.max_new_tokens, "stream": stream_args,
         },
     )
+
+
+def token_stream_args(tokenizer: Any, start: int | None, size: int, step: int) -> dict[str, Any]:
+    """The evaluation's token stream, exactly (the card's method line, its reproduction code and the metric's
+    model-index ``args``): how the texts were tokenised and joined, the start token, the window and the stride."""
+    args: dict[str, Any] = {"tokenization": "each text on its own, no special tokens, separator appended to all "
+                                            "but the last", "separator": SEPARATOR}
+    if start is not None:
+        args.update(start_token=tokenizer.convert_ids_to_tokens(start), start_token_id=start)
+    args.update(window=size, stride=step)
+    return args
+
+
+def stream_method(num_texts: int, split: str, stream: dict[str, Any], num_ids: int, count: int,
+                  total_bytes: int) -> str:
+    """The card's sentence on how perplexity and bits per byte were computed, naming the token stream exactly."""
+    size, step = stream["window"], stream["stride"]
+    start = (f"after one start token `{stream['start_token']}` (id {stream['start_token_id']}) that is context only"
+             if "start_token_id" in stream else "without a start token (the first token is context only)")
+    return (f"Perplexity = exp(total NLL / predicted tokens) over one token stream of all {num_texts} {split} texts: "
+            f"each text tokenised on its own without special tokens, with `{_shown(stream['separator'])}` appended "
+            f"to every text but the last, {start} ({num_ids:,} tokens, {count:,} predicted, {total_bytes:,} bytes). "
+            f"Sliding window of {size} tokens advancing by {step} (each token predicted once, with at least "
+            f"{size - step} tokens of context after the first window); bits per byte = total NLL / ln 2 / bytes. "
+            "Tokenising the joined text in one call (as the transformers perplexity guide does) gives a slightly "
+            "different stream, so a different perplexity; bits per byte moves much less. The code under "
+            "*Reproduce these numbers* recomputes both.")
+
+
+def _shown(text: str) -> str:
+    """A separator as Python writes it inside quotes (a blank line is ``\\n\\n``)."""
+    return repr(text)[1:-1]
 
 
 def fresh_weights(loaded: LoadedModel) -> str:
