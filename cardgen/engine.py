@@ -79,6 +79,19 @@ def token_budget_batches(order: Sequence[int], lengths: Sequence[int], max_token
     return batches
 
 
+def planned_batches(lengths: Sequence[int], batch_size: int, pack: bool = True) -> list[list[int]]:
+    """The batches :func:`run_engine` forms when it neither grows nor halves them (any CPU run): ``batch_size``
+    longest examples first, then as many examples per batch as fit in that batch's padded tokens (``pack``), or
+    ``batch_size`` each. Every process of a sharded evaluation computes this same plan."""
+    order = length_order(lengths)
+    rows = max(1, int(batch_size))
+    if not pack or not order:
+        return [order[i : i + rows] for i in range(0, len(order), rows)]
+    first = order[:rows]
+    budget = len(first) * max(lengths[i] for i in first)
+    return [first, *token_budget_batches(order[rows:], lengths, budget, max_rows=MAX_ROWS)]
+
+
 def padding_efficiency(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
     """Real tokens / processed tokens of a batching, computed from the lengths alone."""
     processed = sum(len(b) * max(lengths[i] for i in b) for b in batches if b)
@@ -218,7 +231,12 @@ def run_engine(
     """
     import torch
 
+    from cardgen.sharding import current_shard
+
     progress = progress or NullProgress()
+    if (shard := current_shard()) is not None:
+        return _run_sharded(shard, model, features, step, batch_size=batch_size, pad_token_id=pad_token_id,
+                            extra=extra, progress=progress, description=description, pack=pack)
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
     grow = pack and cuda and auto_batch is not False
@@ -269,3 +287,44 @@ def run_engine(
     progress.end_task()
     return EngineResult(outputs=_in_input_order(collected, done), real_tokens=int(sum(lengths)), processed_tokens=int(processed),
                         seconds=time.perf_counter() - start, num_batches=num_batches, max_batch_size=largest)
+
+
+def _run_sharded(shard: Any, model: Any, features: Sequence[Features], step: StepFn, *, batch_size: int,
+                 pad_token_id: int, extra: dict[str, Sequence[Any]] | None, progress: Progress, description: str,
+                 pack: bool) -> EngineResult:
+    """:func:`run_engine` in one process of several (see :mod:`cardgen.sharding`): the one-process plan's batches
+    dealt out, outputs gathered. The plan is fixed (no growing on CUDA, no halving): a batch that runs out of memory
+    fails, and a smaller ``evaluation.batch_size`` is the fix."""
+    import torch
+
+    from cardgen.sharding import has_sharded_parameters, run_shard
+
+    device = next(model.parameters()).device
+    lengths = [len(f["input_ids"]) for f in features]
+    batches = planned_batches(lengths, batch_size, pack)
+    pad_values = {"input_ids": pad_token_id, "labels": -100}
+    extra_arrays = {key: np.asarray(values) for key, values in (extra or {}).items()}
+
+    def run_batch(idx: Sequence[int]) -> dict[str, Any]:
+        arrays = pad_batch([features[j] for j in idx], pad_values)
+        rows = list(idx)
+        batch = _on_device({**arrays, **{k: np.ascontiguousarray(v[rows]) for k, v in extra_arrays.items()}}, device)
+        return {key: tensor.detach() for key, tensor in step(model, batch).items()}
+
+    start = time.perf_counter()
+    progress.start_task(description, total=len(features))
+    done = [0]
+
+    def advance(rows: int) -> None:
+        done[0] += rows
+        progress.advance(rows)
+
+    with torch.inference_mode(), sdpa_attention(model):
+        outputs = run_shard(shard, batches, lengths, run_batch, lockstep=has_sharded_parameters(model),
+                            advance=advance)
+    progress.advance(len(features) - done[0])  # the other processes' examples, gathered
+    progress.end_task()
+    processed = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return EngineResult(outputs=outputs, real_tokens=int(sum(lengths)), processed_tokens=int(processed),
+                        seconds=time.perf_counter() - start, num_batches=len(batches),
+                        max_batch_size=max((len(b) for b in batches), default=0))
