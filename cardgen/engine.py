@@ -16,14 +16,16 @@ split in half and retried, on any device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, cast
 
 import numpy as np
 
 from cardgen.console import NullProgress, Progress
+from cardgen.sharding import current_shard
 
 Features = Mapping[str, Sequence[int]]
 StepFn = Callable[[Any, dict[str, Any]], dict[str, Any]]
@@ -202,6 +204,24 @@ def _in_input_order(collected: dict[str, list[Any]], done: list[int]) -> dict[st
     return outputs
 
 
+_P = ParamSpec("_P")
+
+
+def _shardable(engine: Callable[_P, EngineResult]) -> Callable[_P, EngineResult]:
+    """Inside :func:`cardgen.sharding.sharded_evaluation` (one process of several), :func:`run_engine` runs this
+    process's share of the batches and gathers everyone's outputs (:func:`_run_sharded`); elsewhere, itself."""
+
+    @functools.wraps(engine)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> EngineResult:
+        shard = current_shard()
+        if shard is None:
+            return engine(*args, **kwargs)
+        return cast(EngineResult, cast(Any, _run_sharded)(shard, *args, **kwargs))
+
+    return run
+
+
+@_shardable
 def run_engine(
     model: Any,
     features: Sequence[Features],
@@ -231,12 +251,7 @@ def run_engine(
     """
     import torch
 
-    from cardgen.sharding import current_shard
-
     progress = progress or NullProgress()
-    if (shard := current_shard()) is not None:
-        return _run_sharded(shard, model, features, step, batch_size=batch_size, pad_token_id=pad_token_id,
-                            extra=extra, progress=progress, description=description, pack=pack)
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
     grow = pack and cuda and auto_batch is not False
@@ -289,9 +304,10 @@ def run_engine(
                         seconds=time.perf_counter() - start, num_batches=num_batches, max_batch_size=largest)
 
 
-def _run_sharded(shard: Any, model: Any, features: Sequence[Features], step: StepFn, *, batch_size: int,
-                 pad_token_id: int, extra: dict[str, Sequence[Any]] | None, progress: Progress, description: str,
-                 pack: bool) -> EngineResult:
+def _run_sharded(shard: Any, model: Any, features: Sequence[Features], step: StepFn, *, batch_size: int = 32,
+                 pad_token_id: int = 0, extra: dict[str, Sequence[Any]] | None = None,
+                 progress: Progress | None = None, description: str = "Evaluating", pack: bool = True,
+                 auto_batch: bool | None = None) -> EngineResult:
     """:func:`run_engine` in one process of several (see :mod:`cardgen.sharding`): the one-process plan's batches
     dealt out, outputs gathered. The plan is fixed (no growing on CUDA, no halving): a batch that runs out of memory
     fails, and a smaller ``evaluation.batch_size`` is the fix."""
@@ -299,6 +315,7 @@ def _run_sharded(shard: Any, model: Any, features: Sequence[Features], step: Ste
 
     from cardgen.sharding import has_sharded_parameters, run_shard
 
+    progress = progress or NullProgress()
     device = next(model.parameters()).device
     lengths = [len(f["input_ids"]) for f in features]
     batches = planned_batches(lengths, batch_size, pack)
