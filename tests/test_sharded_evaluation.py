@@ -242,3 +242,18 @@ def test_torchrun_no_train_run_equals_the_one_process_run(tiny_run: Path, make_c
     assert two.predictions == one.predictions and two.losses == one.losses and two.metrics == one.metrics
     assert two.extra == one.extra  # padding efficiency of the same batches
     assert done.stdout.count('"test_metrics"') >= 1 and not (out / ".cardgen.lock").exists()
+
+
+def test_benchmark_is_skipped_for_sharded_weights(tiny_run: Path, make_config, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No process can time a model whose weights are split across processes: the run says so and goes on."""
+    import cardgen.sharding
+    from cardgen.config import load_config
+    from cardgen.pipeline import run
+
+    monkeypatch.setattr(cardgen.sharding, "has_sharded_parameters", lambda model: True)
+    config = make_config(model={"name_or_path": str(tiny_run)}, training=None, benchmark={"enabled": True})
+    record = run(load_config(config, [f"output.dir={tmp_path / 'run'}"])).record
+    assert record.benchmark is None and record.evaluation is not None
+    assert any("benchmark was skipped" in w and "cardgen bench" in w for w in record.warnings)
+    assert "benchmark was skipped" in (tmp_path / "run" / "README.md").read_text()
