@@ -4,7 +4,7 @@ in the same run, its target, and whether it met it, with the machine and its loa
 Each script runs in its own process (its models and threads do not disturb the next one) and hands back its rows
 as JSON lines. ``--quick`` runs small sizes as a smoke test; ``--json FILE`` also writes the rows and the machine.
 
-    python benchmarks/run_all.py [--quick] [--only eval,perplexity,cli,training,stats] [--json FILE]
+    python benchmarks/run_all.py [--quick] [--only eval,perplexity,cli,training,stats,sharded] [--json FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SCRIPTS = {
     "cli": "bench_cli.py",
     "training": "bench_training.py",
     "stats": "bench_stats.py",
+    "sharded": "bench_sharded.py",
 }
 
 

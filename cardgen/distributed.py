@@ -1,4 +1,4 @@
-"""Multi-process launches (torchrun, accelerate): ranks, DDP on CPU, what a sharded launch cannot do, barriers."""
+"""Multi-process launches (torchrun, accelerate): ranks, DDP on CPU, what sharded training needs, barriers."""
 
 from __future__ import annotations
 
@@ -32,24 +32,27 @@ def prepare_distributed() -> None:
             os.environ["ACCELERATE_USE_CPU"] = "true"
 
 
-def check_distributed(cfg: RunConfig) -> None:
-    """Refuse multi-process setups whose evaluation the main process cannot do alone.
+def check_distributed(cfg: RunConfig) -> list[str]:
+    """Check what a multi-process launch asks of the Trainer before anything runs; warnings for the run record.
 
-    After training, the main process evaluates, compares and saves on its own. With FSDP or DeepSpeed ZeRO-3 the
-    parameters are sharded across processes, so its forward pass would wait forever for the others.
+    FSDP and DeepSpeed ZeRO-3 shard the weights across the processes: every process takes part in cardgen's
+    evaluation (sharding.py), and the main process saves the whole model gathered after training. That needs
+    ZeRO-3's ``stage3_gather_16bit_weights_on_model_save``. Without CUDA, accelerate trains with DDP whatever
+    ``fsdp`` says: a warning.
 
     Raises:
-        ConfigError: ``training.extra_args`` asks for FSDP or ZeRO stage 3 in a launch of several processes.
+        ConfigError: ZeRO stage 3 without ``stage3_gather_16bit_weights_on_model_save: true``.
     """
     if world_size() <= 1 or cfg.training is None:
-        return
-
+        return []
     extra = cfg.training.extra_args
-    hint = ("use DDP or DeepSpeed ZeRO stage 1/2 with `cardgen run`, or train with FSDP/ZeRO-3 in your own script "
-            "with cardgen.CardgenCallback (see docs/multi-gpu.md)")
+    warnings = []
     if extra.get("fsdp"):
-        raise ConfigError("`training.extra_args.fsdp` shards the model across processes; cardgen's evaluation on "
-                          "the main process alone cannot run on a sharded model", hint)
+        import torch
+
+        if not torch.cuda.is_available():
+            warnings.append("`training.extra_args.fsdp` has no effect without CUDA: accelerate trains CPU processes "
+                            "with DDP (every process holds the whole model)")
     ds = extra.get("deepspeed")
     if isinstance(ds, str) and Path(ds).is_file():
         import json
@@ -58,10 +61,12 @@ def check_distributed(cfg: RunConfig) -> None:
             ds = json.loads(Path(ds).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             ds = None
-    stage = ds.get("zero_optimization", {}).get("stage") if isinstance(ds, dict) else None
-    if stage == 3:
-        raise ConfigError("`training.extra_args.deepspeed` uses ZeRO stage 3, which shards the parameters; cardgen's "
-                          "evaluation on the main process alone cannot run on a sharded model", hint)
+    zero = ds.get("zero_optimization", {}) if isinstance(ds, dict) else {}
+    if isinstance(zero, dict) and zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save"):
+        raise ConfigError("`training.extra_args.deepspeed` uses ZeRO stage 3 without "
+                          "`stage3_gather_16bit_weights_on_model_save`; the fine-tuned model could not be saved whole",
+                          "add \"stage3_gather_16bit_weights_on_model_save\": true to zero_optimization")
+    return warnings
 
 
 def wait_for_all_processes() -> None:

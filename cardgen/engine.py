@@ -18,14 +18,16 @@ retried, on any device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, cast
 
 import numpy as np
 
 from cardgen.console import NullProgress, Progress
+from cardgen.sharding import current_shard
 
 Features = Mapping[str, Sequence[int]]
 StepFn = Callable[[Any, dict[str, Any]], dict[str, Any]]
@@ -109,6 +111,17 @@ def min_cost_batches(order: Sequence[int], lengths: Sequence[int], max_tokens: i
         cuts.append((int(back[end]), end))
         end = int(back[end])
     return [list(order[a:b]) for a, b in reversed(cuts)]
+
+
+def planned_batches(lengths: Sequence[int], batch_size: int, pack: bool = True) -> list[list[int]]:
+    """The batches :func:`run_engine` forms on a CPU: longest examples first, cut by :func:`min_cost_batches` within
+    the padded tokens of ``batch_size`` longest examples (``pack``), or ``batch_size`` examples each. Every process
+    of a sharded evaluation computes this same plan."""
+    order = length_order(lengths)
+    rows = max(1, int(batch_size))
+    if not pack or not order:
+        return [order[i : i + rows] for i in range(0, len(order), rows)]
+    return min_cost_batches(order, lengths, rows * max(1, lengths[order[0]]), CALL_TOKENS)
 
 
 def padding_efficiency(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
@@ -221,96 +234,6 @@ def _in_input_order(collected: dict[str, list[Any]], done: list[int]) -> dict[st
     return outputs
 
 
-# Logits of one output-head call at most (a bound on memory only). Measured on a 2-core CPU (benchmarks/
-# probe_perplexity.py): splitting a batch's head into calls of 16 MiB made it 1.4x slower when other processes
-# shared the cores (each call is one more parallel region whose threads wait for each other), and the page faults
-# of one large buffer per batch cost nothing measurable, so a batch's predicted positions go through the head in
-# one call up to this size.
-HEAD_CHUNK_BYTES = 1 << 29
-
-
-def output_head(model: Any) -> tuple[Any, Any] | None:
-    """(backbone, output head) of a model whose logits are ``head(backbone(...).last_hidden_state)`` as far as its
-    attributes say (a transformers ``*ForCausalLM``/``*ForMaskedLM``); None otherwise. :func:`token_nll_step`
-    checks the claim against the model's own forward before relying on it."""
-    backbone = getattr(model, "base_model", None)
-    get_head = getattr(model, "get_output_embeddings", None)
-    head = get_head() if callable(get_head) else None
-    if backbone is None or backbone is model or head is None:
-        return None
-    return backbone, head
-
-
-def _plain_nll(model: Any, batch: dict[str, Any], labels: Any, shift: bool) -> Any:
-    """Per-position NLL from the model's full logits (models whose head cannot be split off)."""
-    import torch
-    import torch.nn.functional as F
-
-    logits = model(**batch, use_cache=False).logits
-    target = labels[:, 1:] if shift else labels
-    scores = logits[:, :-1] if shift else logits
-    out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
-    nll = F.cross_entropy(scores.reshape(-1, scores.shape[-1]).float(), target.reshape(-1), ignore_index=-100,
-                          reduction="none").view(target.shape)
-    out[:, int(shift):] = nll
-    return out
-
-
-def _same_logits(model: Any, batch: dict[str, Any], hidden: Any, head: Any) -> bool:
-    """Whether ``head(hidden)`` is the model's own logit at the last position of the batch's first row (a model
-    that scales or caps its logits after the head, e.g. Gemma 2's soft-capping, fails this)."""
-    import inspect
-
-    import torch
-
-    row = {k: v[:1] for k, v in batch.items()}
-    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    full = model(**row, use_cache=False, **kwargs).logits[0, -1].float()
-    ours = head(hidden[:1, -1:]).reshape(-1).float()
-    return bool(full.shape == ours.shape and torch.allclose(full, ours, rtol=1e-4, atol=1e-4 * float(full.abs().max())))
-
-
-def token_nll_step(model: Any, width: int, shift: bool = True) -> StepFn:
-    """A :func:`run_engine` step giving the NLL (nats, float32) of every labelled token, shape (batch, ``width``).
-
-    The batch carries ``labels`` (-100 where nothing is predicted). With ``shift`` (causal LM) the token at ``j``
-    is predicted from position ``j - 1``; without (masked LM) at ``j`` itself. The output head (the vocabulary-wide
-    matrix product and its log-softmax) runs only on the positions that predict a label, gathered from every row
-    of the batch into one call (up to :data:`HEAD_CHUNK_BYTES` of logits): no work on context positions. Whether the
-    model's logits really are ``head(backbone(...))`` is checked once against its own forward; models that transform
-    their logits after the head get the plain path (full logits), with the same numbers.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    parts = output_head(model)
-    state = {"split": parts is not None, "checked": False}
-
-    def step(m: Any, batch: dict[str, Any]) -> dict[str, Any]:
-        labels = batch.pop("labels")
-        if not state["split"] or parts is None:
-            return {"nll": F.pad(_plain_nll(m, batch, labels, shift), (0, width - labels.shape[1]))}
-        backbone, head = parts
-        hidden = backbone(**batch, use_cache=False).last_hidden_state
-        if not state["checked"]:
-            state["checked"] = True
-            state["split"] = _same_logits(m, batch, hidden, head)
-            if not state["split"]:
-                return {"nll": F.pad(_plain_nll(m, batch, labels, shift), (0, width - labels.shape[1]))}
-        target = labels[:, 1:] if shift else labels
-        rows, cols = torch.nonzero(target != -100, as_tuple=True)
-        out = torch.zeros((labels.shape[0], width), dtype=torch.float32, device=labels.device)
-        vocab = head.weight.shape[0] if hasattr(head, "weight") else 1
-        chunk = max(1, HEAD_CHUNK_BYTES // (4 * vocab))
-        for i in range(0, len(rows), chunk):
-            r, c = rows[i:i + chunk], cols[i:i + chunk]
-            logits = head(hidden[r, c])
-            out[r, c + int(shift)] = F.cross_entropy(logits.float(), target[r, c], reduction="none")
-        return {"nll": out}
-
-    return step
-
-
 # What a forward call costs beyond its tokens, counted in tokens, when batches are planned (CPU; min_cost_batches).
 # Measured with benchmarks/probe_eval.py on 2 CPU cores (MiniLM-L6): one call of 1 x 8 tokens takes 7.4 ms, about
 # 50 tokens' worth at the 135-165 us per token of large batches, and small batches run each token slower still;
@@ -327,6 +250,24 @@ def _plan(order: Sequence[int], lengths: Sequence[int], start: int, budget: int)
     return plan
 
 
+_P = ParamSpec("_P")
+
+
+def _shardable(engine: Callable[_P, EngineResult]) -> Callable[_P, EngineResult]:
+    """Inside :func:`cardgen.sharding.sharded_evaluation` (one process of several), :func:`run_engine` runs this
+    process's share of the batches and gathers everyone's outputs (:func:`_run_sharded`); elsewhere, itself."""
+
+    @functools.wraps(engine)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> EngineResult:
+        shard = current_shard()
+        if shard is None:
+            return engine(*args, **kwargs)
+        return cast(EngineResult, cast(Any, _run_sharded)(shard, *args, **kwargs))
+
+    return run
+
+
+@_shardable
 def run_engine(
     model: Any,
     features: Sequence[Features],
@@ -416,3 +357,46 @@ def run_engine(
     progress.end_task()
     return EngineResult(outputs=_in_input_order(collected, done), real_tokens=int(sum(lengths)), processed_tokens=int(processed),
                         seconds=time.perf_counter() - start, num_batches=num_batches, max_batch_size=largest)
+
+
+def _run_sharded(shard: Any, model: Any, features: Sequence[Features], step: StepFn, *, batch_size: int = 32,
+                 pad_token_id: int = 0, extra: dict[str, Sequence[Any]] | None = None,
+                 progress: Progress | None = None, description: str = "Evaluating", pack: bool = True,
+                 auto_batch: bool | None = None) -> EngineResult:
+    """:func:`run_engine` in one process of several (see :mod:`cardgen.sharding`): the one-process plan's batches
+    dealt out, outputs gathered. The plan is fixed (no growing on CUDA, no halving): a batch that runs out of memory
+    fails, and a smaller ``evaluation.batch_size`` is the fix."""
+    import torch
+
+    from cardgen.sharding import has_sharded_parameters, run_shard
+
+    progress = progress or NullProgress()
+    device = next(model.parameters()).device
+    lengths = [len(f["input_ids"]) for f in features]
+    batches = planned_batches(lengths, batch_size, pack)
+    pad_values = {"input_ids": pad_token_id, "labels": -100}
+    extra_arrays = {key: np.asarray(values) for key, values in (extra or {}).items()}
+
+    def run_batch(idx: Sequence[int]) -> dict[str, Any]:
+        arrays = pad_batch([features[j] for j in idx], pad_values)
+        rows = list(idx)
+        batch = _on_device({**arrays, **{k: np.ascontiguousarray(v[rows]) for k, v in extra_arrays.items()}}, device)
+        return {key: tensor.detach() for key, tensor in step(model, batch).items()}
+
+    start = time.perf_counter()
+    progress.start_task(description, total=len(features))
+    done = [0]
+
+    def advance(rows: int) -> None:
+        done[0] += rows
+        progress.advance(rows)
+
+    with torch.inference_mode(), sdpa_attention(model):
+        outputs = run_shard(shard, batches, lengths, run_batch, lockstep=has_sharded_parameters(model),
+                            advance=advance)
+    progress.advance(len(features) - done[0])  # the other processes' examples, gathered
+    progress.end_task()
+    processed = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return EngineResult(outputs=outputs, real_tokens=int(sum(lengths)), processed_tokens=int(processed),
+                        seconds=time.perf_counter() - start, num_batches=len(batches),
+                        max_batch_size=max((len(b) for b in batches), default=0))

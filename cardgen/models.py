@@ -30,6 +30,9 @@ class LoadedModel:
     newly_initialized: list[str]
     load_seconds: float
     source: str
+    # The whole model's weights, when training left them sharded across processes (FSDP, ZeRO-3): gathered on the
+    # main process after training, for saving (None otherwise: the model saves itself).
+    full_state_dict: dict[str, Any] | None = None
 
 
 def resolve_source(cfg: ModelConfig) -> tuple[str, str | None]:

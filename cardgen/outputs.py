@@ -206,7 +206,12 @@ def save_pretrained(loaded: Any, out_dir: Path) -> None:
     try:
         model = loaded.model
         save = model.save_pretrained
-        save(tmp, safe_serialization=True)
+        # A model sharded across processes saves the whole weights gathered after training (models.LoadedModel).
+        state_dict = getattr(loaded, "full_state_dict", None)
+        if state_dict is not None:
+            save(tmp, safe_serialization=True, state_dict=_tied_as_one(model, state_dict))
+        else:
+            save(tmp, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
         for item in tmp.iterdir():
             os.chmod(item, 0o644)
@@ -215,3 +220,16 @@ def save_pretrained(loaded: Any, out_dir: Path) -> None:
         raise write_error(Path(exc.filename) if isinstance(exc.filename, str) else out_dir, exc) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tied_as_one(model: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``state_dict`` with tied weights (an LM head tied to the embeddings) as one tensor under each name, as in
+    the model's own state dict: gathered from shards they arrive as separate copies, and save_pretrained drops a
+    tied name only when the tensors are one."""
+    out = dict(state_dict)
+    first: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        main = first.setdefault(id(param), name)
+        if main != name and main in out and name in out:
+            out[name] = out[main]
+    return out

@@ -22,6 +22,7 @@ from cardgen.distributed import (
     is_main_process,
     prepare_distributed,
     wait_for_all_processes,
+    world_size,
 )
 from cardgen.errors import CardgenError, ConfigError, RunFailed, TemplateError
 from cardgen.experiments.default import training_stage
@@ -117,10 +118,9 @@ class _Loaded:
 
 def _run(cfg: RunConfig, progress: Progress | None, resume: bool, training: TrainingStage) -> RunResult:
     main = is_main_process()
-    # Only the main process reports and writes; the others train alongside it and then leave.
+    # Only the main process reports and writes; the others train and evaluate alongside it, then leave.
     progress = (progress or NullProgress()) if main else NullProgress()
     prepare_distributed()
-    check_distributed(cfg)
     out_dir = Path(cfg.output.dir)
     outputs.check_inputs_outside(cfg, out_dir)
     if main:
@@ -175,7 +175,7 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
     from cardgen.data_report import leakage_warnings
     from cardgen.models import load_tokenizer, resolve_source
 
-    warnings: list[str] = []
+    warnings = check_distributed(cfg)
     with timer("load", f"Loading {cfg.model.name_or_path}"):
         model_config = auto_config(cfg)  # also fails early on a path that is no checkpoint
         directory, gguf = resolve_source(cfg.model)
@@ -234,13 +234,18 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
 def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_dir: Path, timer: StageTimer,
             progress: Progress, resume: bool, main: bool, training: TrainingStage) -> bool:
     """Base evaluation, training, evaluation, comparison, benchmark and outputs; True when interrupted."""
+    from cardgen.sharding import sharded_evaluation
+
     loaded, data = inputs.loaded, inputs.data
     interrupted = False
-    if cfg.training is not None and main and cfg.compare.enabled and hasattr(task, "evaluate_base"):
+    # In a launch of several processes every process evaluates its share of the examples (sharding.py); the
+    # main process alone benchmarks and writes.
+    evaluates = main or world_size() > 1
+    if cfg.training is not None and evaluates and cfg.compare.enabled and hasattr(task, "evaluate_base"):
         # Training changes the model in place, so tasks that evaluate their base themselves (the LM and QA
         # tasks) do it now, on the same examples and exactly as the fine-tuned model is evaluated later.
         split = _eval_split(cfg, data)
-        with timer("evaluate_base", f"Evaluating the base model on the {split} split"):
+        with timer("evaluate_base", f"Evaluating the base model on the {split} split"), sharded_evaluation():
             record.base_evaluation = task.evaluate_base(loaded, data.frames[split], cfg, data.label_names,
                                                         split, progress)
     if cfg.training is not None:
@@ -252,20 +257,20 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
         if trained.data is not None:
             data, record.data = trained.data, trained.data.record
         record.warnings.extend(record.training.warnings)
-        # Every process has finished training (and loaded the best checkpoint) before the main one
-        # evaluates alone and removes the checkpoints; after this point no process waits on another.
+        # Every process has finished training (and loaded the best checkpoint) before they evaluate and the
+        # main one removes the checkpoints.
         wait_for_all_processes()
         if interrupted:
             record.status = "interrupted"
-    if not interrupted and main:
+    if not interrupted and evaluates:
         try:
             split = _eval_split(cfg, data)
-            with timer("evaluate", f"Evaluating on the {cfg.evaluation.split} split"):
+            with timer("evaluate", f"Evaluating on the {cfg.evaluation.split} split"), sharded_evaluation():
                 record.evaluation = task.evaluate(loaded, data.frames[split], cfg, data.label_names,
                                                   "fine-tuned" if record.training else "model", split, progress)
-            _optional_stages(cfg, task, loaded, data, record, timer, progress)
+            _optional_stages(cfg, task, loaded, data, record, timer, progress, main)
         except Exception as exc:
-            if record.training is None:
+            if record.training is None or not main:
                 raise  # nothing trained, nothing to lose: the directory stays as it was
             raise _save_failed_run(cfg, record, loaded, out_dir, timer, progress, exc) from exc
     if main:
@@ -282,17 +287,24 @@ def _eval_split(cfg: RunConfig, data: Any) -> str:
 
 
 def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: RunRecord, timer: StageTimer,
-                     progress: Progress) -> None:
-    """Comparison with the base model and the speed benchmark, when the config asks for them; each stage
-    returns its records and only this function puts them into the run record."""
+                     progress: Progress, main: bool = True) -> None:
+    """Comparison with the base model (on every process) and the speed benchmark (on the main one), when the
+    config asks for them; each stage returns its records and only this function puts them into the run record."""
+    from cardgen.sharding import has_sharded_parameters, sharded_evaluation
+
     if cfg.compare.enabled:
         from cardgen.compare.stage import compare_stage
 
-        with timer("compare", "Comparing with the base model"):
+        with timer("compare", "Comparing with the base model"), sharded_evaluation():
             record.base_evaluation, record.comparison = compare_stage(
                 cfg, task, loaded, data, training=record.training, evaluation=record.evaluation,
                 model=record.model, base_evaluation=record.base_evaluation, progress=progress)
-    if cfg.benchmark.enabled:
+    if cfg.benchmark.enabled and main and has_sharded_parameters(loaded.model):
+        warning = ("the benchmark was skipped: the model's weights are sharded across the processes (FSDP or "
+                   "ZeRO-3), and its speed is measured in one process; measure the saved model with `cardgen bench`")
+        record.warnings.append(warning)
+        progress.note(f"warning: {warning}")
+    elif cfg.benchmark.enabled and main:
         from cardgen.bench.stage import benchmark_stage
 
         with timer("benchmark", "Benchmarking speed and memory"):

@@ -309,6 +309,12 @@ def train(
         stop.restore()
     loaded.model = trainer.model
     loaded.model.eval()
+    from cardgen.sharding import has_sharded_parameters
+
+    if has_sharded_parameters(loaded.model):
+        # FSDP / ZeRO-3: each process holds a slice of the weights. Gather the whole model on the main process now
+        # (a collective, as in Trainer.save_model), so that it alone can save it after the evaluation.
+        loaded.full_state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     record = training_record(
         args, trainer.state, metric=metric, greater=greater, resumed_from=Path(checkpoint).name if checkpoint else None,
         stopped_early=bool(t.early_stopping_patience) and trainer.state.global_step < trainer.state.max_steps

@@ -235,7 +235,7 @@ def _reference_nll(model, feats) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["gpt2", "gemma2-softcap"])
 def test_token_nll_step_equals_full_logits_and_runs_the_head_only_where_predicted(kind, monkeypatch):
-    from cardgen import engine
+    from cardgen.tasks import token_nll
 
     model = _tiny_lm(kind)
     feats = _windows_with_labels()
@@ -243,9 +243,9 @@ def test_token_nll_step_equals_full_logits_and_runs_the_head_only_where_predicte
     rows_through_head: list[int] = []
     head = model.get_output_embeddings()
     hook = head.register_forward_hook(lambda _m, args, _out: rows_through_head.append(args[0].shape[:-1].numel()))
-    monkeypatch.setattr(engine, "HEAD_CHUNK_BYTES", 4 * 97 * 7)  # 7 positions per head call
+    monkeypatch.setattr(token_nll, "HEAD_CHUNK_BYTES", 4 * 97 * 7)  # 7 positions per head call
     try:
-        got = run_engine(model, feats, engine.token_nll_step(model, 20), batch_size=4).outputs["nll"]
+        got = run_engine(model, feats, token_nll.token_nll_step(model, 20), batch_size=4).outputs["nll"]
     finally:
         hook.remove()
     np.testing.assert_allclose(got, _reference_nll(model, feats), rtol=2e-5, atol=2e-5)

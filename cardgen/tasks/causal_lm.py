@@ -291,7 +291,8 @@ def stream_nll(model: Any, ids: np.ndarray, size: int, step: int, *, batch_size:
         ``(nll, predicted)``: float64 NLL per position (0 where not predicted) and a boolean mask of the
         predicted positions (all but position 0).
     """
-    from cardgen.engine import run_engine, token_nll_step
+    from cardgen.engine import run_engine
+    from cardgen.tasks.token_nll import token_nll_step
 
     feats = window_features(ids, size, step)
     nll = np.zeros(len(ids), dtype=np.float64)
