@@ -84,6 +84,9 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
         print_json(summary(result))
     else:
         print_text(f"Wrote {result.output_dir / 'README.md'} and {result.output_dir / 'run.json'}")
+    from cardgen.commands.verdict import exit_on_verdict
+
+    exit_on_verdict(result.record.verdict, quiet=as_json)  # exit 3 when a compare.require rule fails
 
 
 def _push_after_run(output_dir: Path, repo_id: str, with_model: bool, token: str | None, progress: Any) -> None:

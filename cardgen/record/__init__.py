@@ -17,7 +17,10 @@ from cardgen.record.bench import (
     MemoryStats,
     ModelBenchmark,
 )
+from cardgen.record.energy import EnergyRecord, StageEnergy
 from cardgen.record.evaluation import Comparison, EvaluationRecord, FlipExample, MetricComparison, ProbeRecord
+from cardgen.record.general import GeneralRecord
+from cardgen.record.reproduce import Change, DriftRow, ReproduceReport
 from cardgen.record.run import (
     SCHEMA_VERSION,
     DataRecord,
@@ -29,10 +32,12 @@ from cardgen.record.run import (
     TrainingRecord,
 )
 from cardgen.record.serialize import from_dict, load_record, save_record, to_dict
+from cardgen.record.verdict import RuleResult, Verdict
 
 __all__ = [
     "SCHEMA_VERSION", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "Comparison", "DataRecord",
     "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample", "GenerationResult",
     "LatencyStats", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord", "RunRecord",
     "SplitRecord", "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
+    "Change", "DriftRow", "EnergyRecord", "GeneralRecord", "ReproduceReport", "RuleResult", "StageEnergy", "Verdict",
 ]

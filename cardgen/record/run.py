@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cardgen.record.bench import BenchmarkRecord
+from cardgen.record.energy import EnergyRecord
 from cardgen.record.evaluation import Comparison, EvaluationRecord
+from cardgen.record.general import GeneralRecord
+from cardgen.record.verdict import Verdict
 
 SCHEMA_VERSION = "1.0"
 
@@ -138,3 +141,6 @@ class RunRecord:
     extras: dict[str, Any] = field(default_factory=dict)
     # The names this run wrote into its output directory, so that --overwrite removes exactly those.
     outputs: list[str] = field(default_factory=list)
+    general: GeneralRecord | None = None  # the forgetting check (data.general)
+    verdict: Verdict | None = None  # the ship gate (compare.require)
+    energy: EnergyRecord | None = None  # codecarbon's energy and emissions per stage

@@ -1,0 +1,1 @@
+"""Experiments: seeds, sweeps, reproduce, gate, energy."""
