@@ -89,9 +89,10 @@ def _register() -> None:
     from cardgen.commands.bench import bench
     from cardgen.commands.card import card, lint, push
     from cardgen.commands.compare import compare
+    from cardgen.commands.reproduce import reproduce
     from cardgen.commands.run import run
 
-    for command in (run, card, push, compare, lint, bench):
+    for command in (run, card, push, compare, lint, bench, reproduce):
         cli.add_command(command)
 
 

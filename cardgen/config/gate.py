@@ -2,7 +2,7 @@
 
 A rule is superiority (``min_delta``: the lower bound of the improvement's interval must clear it) or
 non-inferiority (``max_worse``: the improvement's interval may reach at most that far below 0). Thresholds are in
-the metric's own units, or a share of the base model's value written as a percentage (``max_worse: 5%``).
+the metric's own units, or with ``relative: true`` a share of the base model's value (``max_worse: 0.05``: 5%).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 
 # The metrics the comparison gives intervals for, per task (the keys of its rows).
 GATE_METRICS = {
@@ -22,32 +21,15 @@ GATE_METRICS = {
 GENERAL = "general"  # `data: general` names the forgetting check's set (data.general)
 
 
-def parse_threshold(value: Any) -> tuple[float, bool] | None:
-    """``(amount, relative)`` of a threshold: a number >= 0, or ``"N%"`` (a share of the base's value).
-
-    Returns None when ``value`` is neither.
-    """
-    relative = isinstance(value, str) and value.strip().endswith("%")
-    text = value.strip().removesuffix("%") if isinstance(value, str) else value
-    if isinstance(text, bool):
-        return None
-    try:
-        amount = float(text)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(amount) or amount < 0:
-        return None
-    return (amount / 100 if relative else amount), relative
-
-
 @dataclass(frozen=True)
 class RequireRule:
     """One rule of the ship gate, e.g. ``{metric: accuracy, min_delta: 0.01}``."""
 
     metric: str = ""
     data: str | None = None  # None: the evaluation split; "general": the forgetting check's set (data.general)
-    min_delta: Any = None  # superiority: the improvement's lower bound must exceed this
-    max_worse: Any = None  # non-inferiority: the improvement's lower bound must stay >= -this
+    min_delta: float | None = None  # superiority: the improvement's lower bound must exceed this
+    max_worse: float | None = None  # non-inferiority: the improvement's lower bound must stay >= -this
+    relative: bool = False  # the threshold is a share of the base model's value (0.05: 5% of it)
 
     def _checks(self) -> list[tuple[str, str]]:
         if not self.metric:
@@ -59,8 +41,9 @@ class RequireRule:
         if len(given) > 1:
             return [("min_delta", "and max_worse exclude each other: give one (min_delta for superiority, max_worse "
                                   "for non-inferiority)")]
-        if parse_threshold(getattr(self, given[0])) is None:
-            return [(given[0], f"must be a number >= 0 or a percentage such as 5% (got {getattr(self, given[0])!r})")]
+        value = getattr(self, given[0])
+        if not math.isfinite(value) or value < 0:
+            return [(given[0], f"must be a number >= 0 (got {value})")]
         return []
 
     @property
@@ -71,9 +54,8 @@ class RequireRule:
     @property
     def threshold(self) -> tuple[float, bool]:
         """``(amount, relative)`` of the rule's threshold (relative: a share of the base's value)."""
-        parsed = parse_threshold(self.min_delta if self.min_delta is not None else self.max_worse)
-        assert parsed is not None  # checked when the config was loaded
-        return parsed
+        value = self.min_delta if self.min_delta is not None else self.max_worse
+        return float(value or 0.0), self.relative
 
 
 def rule_problems(task: str, rules: list[RequireRule], split: str, has_general: bool, compare_enabled: bool,
@@ -102,11 +84,12 @@ def rule_problems(task: str, rules: list[RequireRule], split: str, has_general: 
     return []
 
 
-RULE_SYNTAX = re.compile(r"^\s*([\w.-]+)\s*:\s*(min_delta|max_worse)\s*=\s*(\S+)\s*$")
+RULE_SYNTAX = re.compile(r"^\s*([\w.-]+)\s*:\s*(min_delta|max_worse)\s*=\s*([0-9.eE+-]+)\s*(%?)\s*$")
 
 
 def parse_rule(text: str, flag: str = "--require") -> RequireRule:
-    """A rule written on the command line: ``METRIC:min_delta=X`` or ``METRIC:max_worse=X`` (X may be ``5%``).
+    """A rule written on the command line: ``METRIC:min_delta=X`` or ``METRIC:max_worse=X``; ``X%`` is a share of
+    the base model's value.
 
     Raises:
         ConfigError: naming ``flag`` and the expected form.
@@ -115,10 +98,13 @@ def parse_rule(text: str, flag: str = "--require") -> RequireRule:
 
     match = RULE_SYNTAX.match(text)
     hint = "write e.g. --require accuracy:min_delta=0.01 or --require perplexity:max_worse=5%"
-    if match is None:
-        raise ConfigError(f"{flag} {text!r} is not METRIC:min_delta=X or METRIC:max_worse=X", hint)
-    metric, kind, value = match.groups()
-    rule = RequireRule(metric=metric, **{kind: value})
-    if parse_threshold(value) is None:
-        raise ConfigError(f"{flag} {text!r}: {kind} must be a number >= 0 or a percentage such as 5%", hint)
-    return rule
+    try:
+        value = float(match.group(3)) if match else float("nan")
+    except ValueError:
+        value = float("nan")
+    if match is None or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{flag} {text!r} is not METRIC:min_delta=X or METRIC:max_worse=X with X >= 0", hint)
+    metric, kind, _, percent = match.groups()
+    amount = value / 100 if percent else value
+    return RequireRule(metric=metric, relative=bool(percent), min_delta=amount if kind == "min_delta" else None,
+                       max_worse=amount if kind == "max_worse" else None)

@@ -52,7 +52,7 @@ def _judge_rule(rule: RequireRule, data: str, comparison: Comparison | None, why
         return RuleResult(**base_fields, threshold=amount, threshold_text=text, passed=False,
                           reason=f"not judged: {why}")
     threshold = amount * abs(row.base[0]) if relative else amount
-    text = f"{amount * 100:g}% of the base's {row.base[0]:.4g} = {threshold:.4g}" if relative else f"{amount:g}"
+    text = f"{amount * 100:g}% of the base's {row.base[0]:.4g} ({threshold:.4g})" if relative else f"{amount:g}"
     point, low, high = row.delta
     improvement = [-point, -high, -low] if lower else [point, low, high]
     decisive = not (low <= 0 <= high)
