@@ -50,7 +50,7 @@ def co2_metadata(record: RunRecord) -> dict[str, Any] | None:
     train = next((s for s in e.stages if s.stage == "train"), None) if e is not None and e.measured else None
     if train is None or record.training is None:
         return None
-    out: dict[str, Any] = {"emissions": round(train.emissions_kg * 1000, 6), "source": "codecarbon",
+    out: dict[str, Any] = {"emissions": float(f"{train.emissions_kg * 1000:.6g}"), "source": "codecarbon",
                            "training_type": "fine-tuning"}
     where = location(record)
     if where:

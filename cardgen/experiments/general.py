@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cardgen.config.gate import GENERAL
 from cardgen.console import Progress
+from cardgen.errors import DataError
 from cardgen.record import EvaluationRecord, GeneralRecord, RunRecord
 
 if TYPE_CHECKING:
@@ -52,7 +53,12 @@ def prepare_general(cfg: RunConfig, task: Any, tokenizer: Any, model_config: Any
         label_column=general.label_column or d.label_column, label_names=list(label_names) or d.label_names,
         max_train_samples=None, max_eval_samples=general.max_samples, general=None,
     )
-    prepared = task.prepare_data(dataclasses.replace(cfg, data=data), tokenizer, False, model_config)
+    try:
+        prepared = task.prepare_data(dataclasses.replace(cfg, data=data), tokenizer, False, model_config)
+    except DataError as exc:  # the task's data code names the "test" split and data.test: say data.general
+        message = exc.message.replace("the test data", "the general data").replace("test split", "general set")
+        raise DataError(f"data.general: {message}",
+                        "fix data.general (file or dataset, text_column, label_column) or the file itself") from exc
     split = prepared.record.splits["test"]
     source = general.file or general.dataset or ""
     name = general.name or (prepared.record.source if not general.file else _file_name(general.file))

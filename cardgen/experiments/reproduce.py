@@ -194,6 +194,32 @@ def environment_changes(recorded: RunRecord, rerun: RunRecord) -> list[Change]:
     return [c for c in out if c.recorded != c.now]
 
 
+def config_changes(source: RunSource, rerun: RunRecord) -> list[Change]:
+    """Config values the re-run used that differ from the recorded ones (``--set`` overrides), leaving out where
+    outputs went and the benchmark. Paths of a published run were shortened on push: its data is compared by
+    sha256 instead."""
+    recorded, now = _flatten(source.record.config), _flatten(rerun.config)
+    out = []
+    for key in sorted(set(recorded) | set(now)):
+        if key.startswith(("output.", "benchmark.")):
+            continue
+        a, b = recorded.get(key), now.get(key)
+        if a == b or (source.from_hub and isinstance(a, str) and "/" in a):
+            continue
+        out.append(Change("config", key, repr(a), repr(b)))
+    return out
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _metrics(record: RunRecord) -> list[tuple[str, str, str, float, list[float] | None]]:
     """(group, key, name, value, recorded interval) of every number a re-run should reproduce."""
     out: list[tuple[str, str, str, float, list[float] | None]] = []
@@ -251,5 +277,6 @@ def drift_report(source: RunSource, rerun: RunRecord, *, tolerance: float = 1e-6
     return ReproduceReport(
         source=source.location, holds=bool(rows) and all(r.holds for r in rows) and rerun.status == "completed",
         tolerance=tolerance, criterion=criterion, rows=rows,
-        changes=[*(changes or []), *environment_changes(source.record, rerun)], rerun_dir=rerun_dir,
+        changes=[*(changes or []), *config_changes(source, rerun), *environment_changes(source.record, rerun)],
+        rerun_dir=rerun_dir,
         rerun_status=rerun.status, seconds=round(seconds, 1) if seconds is not None else None)

@@ -24,7 +24,7 @@ class DriftRow:
 class Change:
     """Something around the numbers that differs: a data file, a version, the hardware."""
 
-    kind: str  # "data", "version" or "hardware"
+    kind: str  # "data", "config" (a --set override), "version" or "hardware"
     name: str
     recorded: str
     now: str
