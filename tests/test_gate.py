@@ -109,12 +109,13 @@ def test_a_gate_on_a_metric_the_task_lacks_is_one_line_exit_2_nothing_written(ti
 
 @pytest.fixture(scope="module")
 def gated_run(tiny_bert: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    """A tiny run through the CLI with one rule that holds and one that cannot (a gain of more than 0.5)."""
+    """A tiny run through the CLI with one rule that always holds (at most 1.0 worse) and one that never can (a
+    gain of more than 1.0)."""
     root = tmp_path_factory.mktemp("gated")
-    cfg = write_config(root / "c.yaml", base_config(tiny_bert, tiny_data, root / "out",
+    cfg = write_config(root / "c.yaml", base_config(tiny_bert, tiny_data, root / "out", training={"num_epochs": 1},
                                                     compare={"enabled": True, "require": [
-                                                        {"metric": "accuracy", "max_worse": 0.5},
-                                                        {"metric": "f1_macro", "min_delta": 0.5}]}))
+                                                        {"metric": "accuracy", "max_worse": 1.0},
+                                                        {"metric": "f1_macro", "min_delta": 1.0}]}))
     proc = subprocess.run([sys.executable, "-m", "cardgen", "run", str(cfg), "--json", "-q"], capture_output=True,
                           text=True, timeout=600)
     return root / "out", proc
@@ -138,8 +139,8 @@ def test_card_verdict_section(gated_run: tuple[Path, Any]) -> None:
     card = (out / "README.md").read_text()
     section = card.split("## Verdict", 1)[1].split("<!-- cardgen:end verdict -->", 1)[0]
     assert "**Fails:** 1 of 2 rules does not hold" in section and "exited with code 3" in section
-    assert "| Accuracy on test may be at most 0.5 lower than the base's (non-inferiority) |" in section
-    assert "| F1 (macro) on test must improve by more than 0.5 (superiority) |" in section
+    assert "| Accuracy on test may be at most 1 lower than the base's (non-inferiority) |" in section
+    assert "| F1 (macro) on test must improve by more than 1 (superiority) |" in section
     assert section.count("| pass |") == 1 and section.count("| **FAIL** |") == 1
 
 
@@ -148,10 +149,10 @@ def test_compare_require_exit_codes_and_json(gated_run: tuple[Path, Any], tiny_b
     out, _ = gated_run
     args = ["compare", str(tiny_bert), str(out), "--data", str(tiny_data / "test.jsonl"), "--train",
             str(tiny_data / "train.jsonl"), "-q"]
-    passing = CliRunner().invoke(cli, [*args, "--require", "accuracy:max_worse=0.5"])
+    passing = CliRunner().invoke(cli, [*args, "--require", "accuracy:max_worse=1"])
     assert passing.exit_code == 0, passing.output
     assert "Verdict: pass" in passing.output
-    failing = CliRunner().invoke(cli, [*args, "--require", "accuracy:min_delta=0.9", "--json", str(tmp_path / "c.json")])
+    failing = CliRunner().invoke(cli, [*args, "--require", "accuracy:min_delta=1", "--json", str(tmp_path / "c.json")])
     assert failing.exit_code == 3, failing.output
     verdict = json.loads((tmp_path / "c.json").read_text())["verdict"]
     assert verdict["passed"] is False and verdict["rules"][0]["kind"] == "superiority"

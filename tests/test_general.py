@@ -54,7 +54,8 @@ def classifier_run(tiny_bert: Path, tiny_data: Path, tmp_path_factory: pytest.Te
 
     root = tmp_path_factory.mktemp("general-cls")
     write_jsonl(root / "general.jsonl", sentiment_rows(40, 11))
-    cfg = base_config(tiny_bert, tiny_data, root / "out", compare={"enabled": True}, energy={"enabled": False})
+    cfg = base_config(tiny_bert, tiny_data, root / "out", training={"num_epochs": 1}, compare={"enabled": True},
+                      energy={"enabled": False})
     cfg["data"]["general"] = {"file": str(root / "general.jsonl"), "name": "other reviews"}
     return run(load_config(data=cfg)).output_dir
 
