@@ -59,7 +59,7 @@ def test_relative_threshold_is_a_share_of_the_base_value() -> None:
     assert judge([rule], {"test": comparison("perplexity", 100.0, 103.0, 1.0, 4.9)}, "test").passed
     verdict = judge([rule], {"test": comparison("perplexity", 100.0, 103.0, 1.0, 5.1)}, "test")
     assert not verdict.passed and verdict.rules[0].threshold == pytest.approx(5.0)
-    assert "5% of the base's 100" in verdict.rules[0].threshold_text
+    assert verdict.rules[0].threshold_text == "5% of its 100 (5)"
 
 
 def test_a_rule_without_a_comparison_fails_and_says_why() -> None:
@@ -139,7 +139,7 @@ def test_card_verdict_section(gated_run: tuple[Path, Any]) -> None:
     card = (out / "README.md").read_text()
     section = card.split("## Verdict", 1)[1].split("<!-- cardgen:end verdict -->", 1)[0]
     assert "**Fails:** 1 of 2 rules does not hold" in section and "exited with code 3" in section
-    assert "| Accuracy on test may be at most 1 lower than the base's (non-inferiority) |" in section
+    assert "| Accuracy on test may be worse than the base's by at most 1 (non-inferiority) |" in section
     assert "| F1 (macro) on test must improve by more than 1 (superiority) |" in section
     assert section.count("| pass |") == 1 and section.count("| **FAIL** |") == 1
 

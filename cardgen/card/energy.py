@@ -74,9 +74,9 @@ def energy_context(record: RunRecord) -> dict[str, Any] | None:
     evaluate = next((s for s in e.stages if s.stage == "evaluate"), None)
     per_1k = None
     if evaluate is not None and e.evaluated_tokens:
-        per_1k = (f"{number(evaluate.energy_kwh * 1e6 / e.evaluated_tokens)} Wh per 1,000 evaluated tokens "
-                  f"({e.evaluated_tokens:,} {e.tokens_note or 'tokens'} in the evaluation of the "
-                  f"{'fine-tuned ' if record.training else ''}model, {evaluate.seconds:.1f} s)")
+        per_1k = (f"{number(evaluate.energy_kwh * 1e6 / e.evaluated_tokens)} Wh per 1,000 evaluated tokens: "
+                  f"{e.evaluated_tokens:,} {e.tokens_note or 'tokens'}, in {evaluate.seconds:.1f} s of the "
+                  f"{'fine-tuned ' if record.training else ''}model's evaluation")
     sources = "; ".join(f"{part.upper()}: {md_escape(how)}" for part, how in e.power_sources.items())
     how = (f"Power was **estimated**, not read from hardware counters ({sources})" if e.estimated
            else f"Power was measured by hardware counters ({sources})")

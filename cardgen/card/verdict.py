@@ -14,10 +14,9 @@ def rule_text(rule: RuleResult) -> str:
     """The rule in words, e.g. "Accuracy on test must improve by more than 0.01 (superiority)"."""
     where = f"{rule.name} on {'the general set' if rule.data == 'general' else rule.data}"
     better = "fall by" if rule.lower_is_better else "improve by"
-    worse = "higher" if rule.lower_is_better else "lower"
     if rule.kind == "superiority":
         return f"{where} must {better} more than {rule.threshold_text} (superiority)"
-    return f"{where} may be at most {rule.threshold_text} {worse} than the base's (non-inferiority)"
+    return f"{where} may be worse than the base's by at most {rule.threshold_text} (non-inferiority)"
 
 
 def rule_note(rule: RuleResult) -> str:

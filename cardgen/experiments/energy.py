@@ -168,8 +168,8 @@ def evaluated_tokens(task: Any, ev: EvaluationRecord | None, frame: pd.DataFrame
     if ev is None or frame is None:
         return None, None
     if task.NAME == "causal-lm":
-        note = "tokens predicted (each token of the text once"
-        note += "; the stage also generated the prompts' continuations)" if ev.extra.get("generations") else ")"
+        note = "tokens predicted, each token of the text once"
+        note += " (the stage also generated the prompts' continuations)" if ev.extra.get("generations") else ""
         return int(ev.extra.get("predicted_tokens", 0)) or None, note
     if task.NAME == "question-answering":
         inputs = task.featurize(frame, tokenizer, cfg).inputs

@@ -52,7 +52,7 @@ def _judge_rule(rule: RequireRule, data: str, comparison: Comparison | None, why
         return RuleResult(**base_fields, threshold=amount, threshold_text=text, passed=False,
                           reason=f"not judged: {why}")
     threshold = amount * abs(row.base[0]) if relative else amount
-    text = f"{amount * 100:g}% of the base's {row.base[0]:.4g} ({threshold:.4g})" if relative else f"{amount:g}"
+    text = f"{amount * 100:g}% of its {row.base[0]:.4g} ({threshold:.4g})" if relative else f"{amount:g}"
     point, low, high = row.delta
     improvement = [-point, -high, -low] if lower else [point, low, high]
     decisive = not (low <= 0 <= high)
@@ -63,9 +63,13 @@ def _judge_rule(rule: RequireRule, data: str, comparison: Comparison | None, why
                   f"{'above' if passed else 'not above'} the required {threshold:.4g}")
     else:
         passed = improvement[1] >= -threshold
-        reason = (f"at worst the fine-tuned {base_fields['name']} is {max(0.0, -improvement[1]):.4f} {worse} than "
-                  f"the base's ({_pct(comparison)} interval), {'within' if passed else 'beyond'} the allowed "
-                  f"{threshold:.4g}")
+        if improvement[1] >= 0:
+            reason = (f"even the worst end of the {_pct(comparison)} interval is {improvement[1]:.4f} better than the "
+                      "base")
+        else:
+            reason = (f"at worst the fine-tuned {base_fields['name']} is {-improvement[1]:.4f} {worse} than the "
+                      f"base's ({_pct(comparison)} interval), {'within' if passed else 'beyond'} the allowed "
+                      f"{threshold:.4g}")
     return RuleResult(**base_fields, threshold=threshold, threshold_text=text, passed=passed, reason=reason,
                       delta=[point, low, high], improvement=improvement, decisive=decisive)
 
