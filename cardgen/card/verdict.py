@@ -38,7 +38,8 @@ def verdict_context(verdict: Verdict | None) -> dict[str, Any] | None:
                    f"{'do' if len(failed) != 1 else 'does'} not hold, so `cardgen run` exited with code 3 "
                    "(the outputs were written all the same).")
     else:
-        summary = f"**Passes:** all {n} rule{'s' * (n != 1)} of `compare.require` hold."
+        summary = ("**Passes:** the rule of `compare.require` holds." if n == 1
+                   else f"**Passes:** all {n} rules of `compare.require` hold.")
     ci = f"{verdict.confidence * 100:g}%" if verdict.confidence else "95%"
     rows = [{"rule": md_escape(rule_text(r)),
              "change": format_interval(r.delta, signed=True) if r.delta else "—",
