@@ -51,7 +51,8 @@ def prepare_general(cfg: RunConfig, task: Any, tokenizer: Any, model_config: Any
         validation=None, test=general.file, splits={"test": general.split} if general.dataset else {},
         format=general.format, text_column=general.text_column or d.text_column,
         label_column=general.label_column or d.label_column, label_names=list(label_names) or d.label_names,
-        max_train_samples=None, max_eval_samples=general.max_samples, general=None,
+        # a Hub dataset's other splits load too: keep them to one row (only "test" is used)
+        max_train_samples=1, max_eval_samples=general.max_samples, general=None,
     )
     try:
         prepared = task.prepare_data(dataclasses.replace(cfg, data=data), tokenizer, False, model_config)
