@@ -144,3 +144,18 @@ def test_card_says_when_energy_was_not_measured(energy_run: Path, tmp_path: Path
     assert ("Energy was not measured: codecarbon is not installed (pip install 'cardgen\\[energy\\]')" in text
             or "Energy was not measured: codecarbon is not installed (pip install 'cardgen[energy]')" in text)
     assert "co2_eq_emissions" not in text.split("---")[1]
+
+
+def test_a_failing_tracker_stops_measuring_and_the_run_goes_on(tmp_path: Path) -> None:
+    meter = energy_meter(config(tmp_path))
+
+    def broken(*args: Any) -> None:
+        raise OSError("no such device")
+
+    with meter("train"):
+        busy(0.05)
+    meter.tracker.start_task = broken  # type: ignore[union-attr]
+    with meter("evaluate"):
+        busy(0.05)  # the stage itself runs
+    record = meter.record()
+    assert not record.measured and record.reason == "codecarbon failed (OSError: no such device)"

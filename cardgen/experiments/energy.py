@@ -41,18 +41,32 @@ class EnergyMeter:
         if self.tracker is None or stage not in TRACKED:
             yield
             return
-        self.tracker.start_task(stage)
+        if not self._call(self.tracker.start_task, stage)[0]:
+            yield
+            return
         start = time.perf_counter()
         try:
             yield
         finally:
-            data = self.tracker.stop_task()
-            if data is not None:
+            ok, data = self._call(self.tracker.stop_task)
+            if ok and data is not None:
                 self.last = data
                 self._add(StageEnergy(
                     stage=stage, seconds=time.perf_counter() - start, energy_kwh=float(data.energy_consumed),
                     cpu_kwh=float(data.cpu_energy), gpu_kwh=float(data.gpu_energy), ram_kwh=float(data.ram_energy),
                     emissions_kg=float(data.emissions)))
+
+    def _call(self, method: Any, *args: Any) -> tuple[bool, Any]:
+        """``(succeeded, result)`` of a tracker call; when codecarbon fails, measuring stops (the record says why)
+        and the run goes on."""
+        try:
+            return True, method(*args)
+        except Exception as exc:  # codecarbon's hardware probes raise whatever the platform raises
+            from cardgen.errors import first_line
+
+            self.tracker, self.stages = None, []
+            self.reason = f"codecarbon failed ({type(exc).__name__}: {first_line(exc)})"
+            return False, None
 
     def _add(self, new: StageEnergy) -> None:
         """A stage measured again (the base on the test split, then on the general set) adds to its first entry."""
