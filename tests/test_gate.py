@@ -4,6 +4,7 @@ from `cardgen run` and `cardgen compare`, and bad rules refused before anything 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,8 +117,15 @@ def gated_run(tiny_bert: Path, tiny_data: Path, tmp_path_factory: pytest.TempPat
                                                     compare={"enabled": True, "require": [
                                                         {"metric": "accuracy", "max_worse": 1.0},
                                                         {"metric": "f1_macro", "min_delta": 1.0}]}))
-    proc = subprocess.run([sys.executable, "-m", "cardgen", "run", str(cfg), "--json", "-q"], capture_output=True,
-                          text=True, timeout=600)
+    from hub_server import HubServer
+
+    token = "hf_cardgenGATEtoken_5e6f7a8b"
+    with HubServer(tokens={token: "alice"}) as hub:  # --push-to: a model that fails its gate is not published
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(root / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+        proc = subprocess.run([sys.executable, "-m", "cardgen", "run", str(cfg), "--json", "--push-to", "alice/gated",
+                               "--token", token], capture_output=True, text=True, timeout=600, env=env)
+        assert "alice/gated" not in hub.repos and not [r for r in hub.requests if r[0] == "POST"]
+    assert "not pushed to alice/gated: a compare.require rule failed" in proc.stderr
     return root / "out", proc
 
 
