@@ -30,10 +30,14 @@ setup: $(BIN)/cardgen
 data/vader/test.jsonl: scripts/prepare_vader.py | $(BIN)/cardgen
 	$(BIN)/python scripts/prepare_vader.py --out data/vader
 
+# News snippets from the same VADER source: the causal-LM example's forgetting check (data.general).
+data/vader/general.jsonl: scripts/prepare_vader.py | $(BIN)/cardgen
+	$(BIN)/python scripts/prepare_vader.py --out data/vader
+
 data/qa/test.jsonl: scripts/make_qa_data.py | $(BIN)/cardgen
 	$(BIN)/python scripts/make_qa_data.py --out data/qa
 
-data: data/vader/test.jsonl data/qa/test.jsonl
+data: data/vader/test.jsonl data/vader/general.jsonl data/qa/test.jsonl
 
 demo: setup data
 	$(BIN)/cardgen run examples/sentiment.yaml --output runs/sentiment --overwrite

@@ -89,10 +89,11 @@ def _register() -> None:
     from cardgen.commands.bench import bench
     from cardgen.commands.card import card, lint, push
     from cardgen.commands.compare import compare
+    from cardgen.commands.reproduce import reproduce
     from cardgen.commands.run import run
     from cardgen.commands.sweep import sweep
 
-    for command in (run, card, push, compare, lint, bench, sweep):
+    for command in (run, card, push, compare, lint, bench, sweep, reproduce):
         cli.add_command(command)
 
 

@@ -127,6 +127,11 @@ def print_error(message: str) -> None:
     err_console.print(f"Error: {message}", markup=False, highlight=False)
 
 
+def print_warning(message: str) -> None:
+    """One line on stderr: ``Warning: ...`` (shown with --quiet and --json too)."""
+    err_console.print(f"Warning: {message}", markup=False, highlight=False)
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A simple rich table on stdout."""
     table = Table(title=title, title_justify="left")

@@ -236,6 +236,16 @@ def resolve_config_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
                 data[key] = resolve_path(data[key], base_dir)
         if isinstance(data.get("dataset"), str) and looks_local(data["dataset"], base_dir):
             data["dataset"] = resolve_path(data["dataset"], base_dir)
+        general = data.get("general")
+        if isinstance(general, str):  # `data.general: FILE` is shorthand for data.general.file
+            general = {"file": general}
+        if isinstance(general, dict):
+            general = dict(general)
+            if isinstance(general.get("file"), str):
+                general["file"] = resolve_path(general["file"], base_dir)
+            if isinstance(general.get("dataset"), str) and looks_local(general["dataset"], base_dir):
+                general["dataset"] = resolve_path(general["dataset"], base_dir)
+            data["general"] = general
         raw["data"] = data
     output = raw.get("output")
     if isinstance(output, dict) and isinstance(output.get("dir"), str):

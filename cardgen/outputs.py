@@ -35,7 +35,8 @@ def check_inputs_outside(cfg: RunConfig, out_dir: Path) -> None:
     out = out_dir.expanduser().resolve()
     inputs = {"data.train": cfg.data.train, "data.validation": cfg.data.validation, "data.test": cfg.data.test,
               "data.dataset": cfg.data.dataset, "card.template": cfg.card.template,
-              "model.name_or_path": cfg.model.name_or_path}
+              "model.name_or_path": cfg.model.name_or_path,
+              "data.general.file": cfg.data.general.file if cfg.data.general else None}
     for key, value in inputs.items():
         if not value or not Path(value).expanduser().exists():
             continue  # a Hub id or a missing file (reported by its own check)

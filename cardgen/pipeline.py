@@ -43,10 +43,11 @@ class RunResult:
 class StageTimer:
     """Wall-clock seconds of each stage, for the record."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, energy: Any = None) -> None:
         self.seconds: dict[str, float] = {}
         self.progress = progress
         self.current: str | None = None  # the stage running (or the last one that ran)
+        self.energy = energy  # experiments.energy.EnergyMeter: codecarbon around the tracked stages (None: off)
 
     @contextlib.contextmanager
     def __call__(self, name: str, title: str) -> Iterator[None]:
@@ -54,7 +55,8 @@ class StageTimer:
         self.current = name
         start = time.perf_counter()
         try:
-            yield
+            with self.energy(name) if self.energy is not None else contextlib.nullcontext():
+                yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
 
@@ -114,6 +116,7 @@ class _Loaded:
     data: Any
     loaded: Any
     warnings: list[str]
+    general: Any = None  # experiments.general.GeneralSet: the forgetting check's set (data.general)
 
 
 def _run(cfg: RunConfig, progress: Progress | None, resume: bool, training: TrainingStage) -> RunResult:
@@ -156,10 +159,11 @@ def _checked_run(cfg: RunConfig, out_dir: Path, progress: Progress, resume: bool
                  main: bool, training: TrainingStage) -> tuple[bool, RunRecord]:
     """Load and check everything, then run the stages; (interrupted, record)."""
     from cardgen.data import used_max_length
+    from cardgen.experiments.energy import energy_meter
     from cardgen.tasks import get_task
 
     task = get_task(cfg.task)
-    timer = StageTimer(progress)
+    timer = StageTimer(progress, energy_meter(cfg, main))  # a bad energy.country_iso_code fails here
     inputs = _load(cfg, task, timer, progress)
     cfg, capped = used_max_length(cfg, inputs.data.record)  # config.yaml holds the length used
     for warning in capped:
@@ -193,6 +197,9 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
         for warning in warnings:
             progress.note(f"warning: {warning}")
         _eval_split(cfg, data)  # a wrong evaluation.split must fail now, not after hours of training
+        from cardgen.experiments.general import prepare_general
+
+        general = prepare_general(cfg, task, tokenizer, model_config, data.label_names)  # checked now, too
     if cfg.card.template:
         from cardgen.card.render import check_template
 
@@ -204,7 +211,7 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
         # seed here, or two runs with the same seed start from different weights and end with different numbers.
         set_seed(cfg.training.seed if cfg.training is not None else 42)
         loaded = task.load_model(cfg, data.label_names, tokenizer=tokenizer)
-    return _Loaded(directory=directory, gguf=gguf, data=data, loaded=loaded, warnings=warnings)
+    return _Loaded(directory=directory, gguf=gguf, data=data, loaded=loaded, warnings=warnings, general=general)
 
 
 def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
@@ -248,6 +255,11 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
         with timer("evaluate_base", f"Evaluating the base model on the {split} split"), sharded_evaluation():
             record.base_evaluation = task.evaluate_base(loaded, data.frames[split], cfg, data.label_names,
                                                         split, progress)
+    if inputs.general is not None and main and cfg.training is not None and hasattr(task, "evaluate_base"):
+        from cardgen.experiments.general import evaluate_general_base
+
+        with timer("evaluate_base", "Evaluating the base model on the general set (forgetting check)"):
+            evaluate_general_base(cfg, task, loaded, inputs.general, progress)  # before training changes it
     if cfg.training is not None:
         with timer("train", "Training"):
             trained = training(cfg, task, loaded, data, out_dir, progress, resume)
@@ -269,6 +281,7 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
                 record.evaluation = task.evaluate(loaded, data.frames[split], cfg, data.label_names,
                                                   "fine-tuned" if record.training else "model", split, progress)
             _optional_stages(cfg, task, loaded, data, record, timer, progress, main)
+            _experiment_stages(cfg, task, inputs, record, timer, progress, main)
         except Exception as exc:
             if record.training is None or not main:
                 raise  # nothing trained, nothing to lose: the directory stays as it was
@@ -312,6 +325,31 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
                                                progress=progress)
 
 
+def _experiment_stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, timer: StageTimer,
+                       progress: Progress, main: bool = True) -> None:
+    """The forgetting check on data.general (the main process alone: it is small), the energy record and the ship
+    gate's verdict (issue 16)."""
+    from cardgen.experiments.energy import evaluated_tokens
+    from cardgen.experiments.gate import run_verdict
+    from cardgen.sharding import has_sharded_parameters
+
+    if inputs.general is not None and main and has_sharded_parameters(inputs.loaded.model):
+        warning = ("the forgetting check (data.general) was skipped: the model's weights are sharded across the "
+                   "processes (FSDP or ZeRO-3); run `cardgen compare` on the saved models with the general set")
+        record.warnings.append(warning)
+        progress.note(f"warning: {warning}")
+    elif inputs.general is not None and main:
+        from cardgen.experiments.general import general_stage
+
+        with timer("general", f"Scoring both models on the general set {inputs.general.record.name}"):
+            record.general = general_stage(cfg, task, inputs.loaded, inputs.data, inputs.general, record, progress)
+    if timer.energy is not None:
+        frame = inputs.data.frames.get(record.evaluation.split) if record.evaluation else None
+        record.energy = timer.energy.record(*evaluated_tokens(task, record.evaluation, frame,
+                                                              inputs.loaded.tokenizer, cfg))
+    record.verdict = run_verdict(cfg, record)
+
+
 def _save_failed_run(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path, timer: StageTimer,
                      progress: Progress, exc: Exception) -> CardgenError:
     """A stage after training failed: save the trained model and the record so far, status "failed at <stage>",
@@ -350,4 +388,12 @@ def summary(result: RunResult) -> dict[str, Any]:
         "best_epoch": rec.training.best_epoch if rec.training else None,
         "stage_seconds": rec.stage_seconds,
         "comparison": rec.comparison.summary if rec.comparison else None,
+        "verdict": _verdict_summary(rec),
     }
+
+
+def _verdict_summary(rec: RunRecord) -> dict[str, Any] | None:
+    """The ship gate's verdict for `--json` (None without compare.require)."""
+    from cardgen.record import to_dict
+
+    return to_dict(rec.verdict) if rec.verdict is not None else None

@@ -8,12 +8,15 @@ binary sentiment splits as JSON lines:
     data/vader/train.jsonl       tweets + movie snippets (rating > 0 -> positive, < 0 -> negative)
     data/vader/validation.jsonl  same mix, for model selection
     data/vader/test.jsonl        held-out movie snippets only (never seen in training or selection)
+    data/vader/general.jsonl     New York Times editorial snippets: news, outside the training domain (tweets and
+                                 movie snippets), for the forgetting check (`data.general` in examples/causal_lm.yaml)
 
 Sentences rated exactly 0 are dropped. Citation: Hutto, C.J. & Gilbert, E.E. (2014). VADER: A Parsimonious
 Rule-based Model for Sentiment Analysis of Social Media Text. ICWSM-14; movie snippets from Pang & Lee (2005).
 The data is MIT-licensed with the vaderSentiment package.
 
 Usage: python scripts/prepare_vader.py [--out data/vader] [--train 6000] [--validation 600] [--test 2000]
+       [--general 1000]
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import tempfile
 from pathlib import Path
 
 SDIST = "vadersentiment==3.3.2"
-SOURCES = {"tweets": "tweets_GroundTruth.txt", "movies": "movieReviewSnippets_GroundTruth.txt"}
+SOURCES = {"tweets": "tweets_GroundTruth.txt", "movies": "movieReviewSnippets_GroundTruth.txt",
+           "news": "nytEditorialSnippets_GroundTruth.txt"}
+SPLITS = ("train", "validation", "test")
 
 
 def fetch_sdist(cache: Path) -> Path:
@@ -75,13 +80,42 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=6000)
     parser.add_argument("--validation", type=int, default=600)
     parser.add_argument("--test", type=int, default=2000)
+    parser.add_argument("--general", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
 
-    if all((args.out / f"{s}.jsonl").exists() for s in ("train", "validation", "test")):
+    have_splits = all((args.out / f"{s}.jsonl").exists() for s in SPLITS)
+    if have_splits and (args.out / "general.jsonl").exists():
         print(f"VADER splits already in {args.out}")
         return
     data = read_ground_truth(fetch_sdist(args.cache))
+    if not have_splits:
+        write_splits(data, args)
+    write_general(data, args)
+
+
+def write_rows(out: Path, name: str, rows: list[dict[str, object]]) -> None:
+    """``out/name.jsonl``, written atomically, and a line saying what it holds."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", delete=False, dir=out, suffix=".tmp", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    Path(fh.name).replace(out / f"{name}.jsonl")
+    pos = sum(r["label"] == "positive" for r in rows)
+    digest = hashlib.sha256((out / f"{name}.jsonl").read_bytes()).hexdigest()[:12]
+    print(f"{name:>10}: {len(rows):5d} sentences, {pos / len(rows):.1%} positive, sha256 {digest}")
+
+
+def write_general(data: dict[str, list[tuple[float, str]]], args: argparse.Namespace) -> None:
+    """News snippets (rated like the rest), a seeded sample: text from outside the training domain."""
+    rows = [{"text": text, "label": "positive" if score > 0 else "negative", "score": score, "source": "news"}
+            for score, text in data["news"] if score != 0 and text]
+    random.Random(args.seed + 1).shuffle(rows)
+    write_rows(args.out, "general", rows[: args.general])
+
+
+def write_splits(data: dict[str, list[tuple[float, str]]], args: argparse.Namespace) -> None:
+    """Train and validation (tweets + movie snippets) and the held-out movie-snippet test split."""
     rng = random.Random(args.seed)
 
     def examples(source: str) -> list[dict[str, object]]:
@@ -112,15 +146,8 @@ def main() -> None:
             unique.append(row)
     validation, train = unique[: args.validation], unique[args.validation : args.validation + args.train]
 
-    args.out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", train), ("validation", validation), ("test", test)):
-        with tempfile.NamedTemporaryFile("w", delete=False, dir=args.out, suffix=".tmp", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        Path(fh.name).replace(args.out / f"{name}.jsonl")
-        pos = sum(r["label"] == "positive" for r in rows)
-        digest = hashlib.sha256((args.out / f"{name}.jsonl").read_bytes()).hexdigest()[:12]
-        print(f"{name:>10}: {len(rows):5d} sentences, {pos / len(rows):.1%} positive, sha256 {digest}")
+        write_rows(args.out, name, rows)
 
 
 if __name__ == "__main__":

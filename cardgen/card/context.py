@@ -336,4 +336,15 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "dataset_type": dtype,
         "seeds": seeds_context(record),
         "sweep": sweep_context(record),
+        **_experiment_sections(record),
     }
+
+
+def _experiment_sections(record: RunRecord) -> dict[str, Any]:
+    """The Verdict, Forgetting check and Environmental impact sections (None each when the run has none)."""
+    from cardgen.card.energy import energy_context
+    from cardgen.card.forgetting import forgetting_context
+    from cardgen.card.verdict import verdict_context
+
+    return {"verdict": verdict_context(record.verdict), "forgetting": forgetting_context(record),
+            "energy": energy_context(record)}

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cardgen.card.energy import co2_metadata
 from cardgen.card.format import slug
 from cardgen.record import RunRecord
 from cardgen.stats.metrics import METRIC_NAMES, METRIC_TYPES
@@ -94,6 +95,7 @@ def card_data(record: RunRecord) -> Any:
         "metrics": sorted({r.metric_type for r in results}) or None,
         "model_name": model_display_name(record),
         "eval_results": results or None,
+        "co2_eq_emissions": co2_metadata(record),
     }
     return ModelCardData(**{k: v for k, v in kwargs.items() if v is not None})
 

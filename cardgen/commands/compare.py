@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cardgen.commands.common import handle_errors, quiet_libraries
+from cardgen.config.gate import RequireRule
 
 
 @click.command()
@@ -34,12 +35,15 @@ from cardgen.commands.common import handle_errors, quiet_libraries
               help="Write the comparison (with per-example predictions of both models) as JSON to this file.")
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the card section 'Comparison with the base model' to this file.")
+@click.option("--require", "require", multiple=True, metavar="METRIC:min_delta=X|METRIC:max_worse=X",
+              help="A ship-gate rule (repeatable): superiority (the change's interval must start above X) or "
+                   "non-inferiority (at worst X worse; X may be a percentage of the base). Exit 3 when one fails.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
 def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_column: str, label_column: str,
             label_names: str | None, max_length: int | None, train_file: str | None, dataset_config: str | None,
             batch_size: int | None, bootstrap: int, permutations: int, confidence: float, seed: int,
-            json_out: Path | None, markdown_out: Path | None, quiet: bool) -> None:
+            json_out: Path | None, markdown_out: Path | None, require: tuple[str, ...], quiet: bool) -> None:
     """Evaluate BASE and FT on exactly the same examples and compare them: each metric with its confidence
     interval, the delta with its own interval, and a paired significance test.
 
@@ -55,12 +59,15 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     from cardgen.card.comparison import table_rows
     from cardgen.card.format import display_model, format_interval
     from cardgen.card.render import render_markdown
+    from cardgen.commands.verdict import exit_on_verdict
     from cardgen.compare.checkpoints import compare as compare_models
     from cardgen.console import RichProgress, print_table, print_text
+    from cardgen.experiments.gate import judge
     from cardgen.files import atomic_write_text
     from cardgen.record import to_dict
 
     names = [n.strip() for n in label_names.split(",") if n.strip()] if label_names else None
+    rules = _rules(require, task)  # checked before anything is loaded
     quiet_libraries()
     result = compare_models(base, fine_tuned, data, task=task, split=split, text_column=text_column,
                             label_column=label_column, label_names=names, max_length=max_length, train=train_file,
@@ -84,9 +91,30 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
                     [(escape(r.label or ""), r.name, format_interval(r.base), format_interval(r.fine_tuned),
                       format_interval(r.delta, signed=True)) for r in result.per_class])
         print_text(f"Flips: {result.wrong_to_right} wrong -> right, {result.right_to_wrong} right -> wrong")
+    verdict = judge(rules, {result.split: result}, result.split) if rules else None
     if json_out is not None:
-        atomic_write_text(json_out, json.dumps(to_dict(result), indent=2, ensure_ascii=False) + "\n")
+        payload = to_dict(result)
+        if verdict is not None:
+            payload["verdict"] = to_dict(verdict)
+        atomic_write_text(json_out, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         print_text(f"Wrote {json_out}")
     if markdown_out is not None:
         atomic_write_text(markdown_out, render_markdown(result))
         print_text(f"Wrote {markdown_out}")
+    exit_on_verdict(verdict)  # exit 3 when a --require rule fails
+
+
+def _rules(require: tuple[str, ...], task: str) -> list[RequireRule]:
+    """The --require rules, each checked against the metrics the task's comparison has intervals for."""
+    from cardgen.config import TASK_ALIASES
+    from cardgen.config.gate import GATE_METRICS, parse_rule
+    from cardgen.errors import ConfigError
+
+    rules = [parse_rule(text) for text in require]
+    name = TASK_ALIASES.get(task, task)
+    metrics = GATE_METRICS.get(name)
+    for text, rule in zip(require, rules, strict=True):
+        if metrics is not None and rule.metric not in metrics:
+            raise ConfigError(f"--require {text!r}: {rule.metric!r} is not a metric of {name}; the comparison has "
+                              f"intervals for {', '.join(metrics)}", "see `cardgen compare --help`")
+    return rules

@@ -83,7 +83,13 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     result = run_pipeline(cfg, progress=progress, resume=resume)
     if not main_process:
         return
-    if push_to:
+    verdict = result.record.verdict
+    if push_to and verdict is not None and not verdict.passed:  # the ship gate failed: nothing ships
+        from cardgen.console import print_warning
+
+        print_warning(f"not pushed to {push_to}: a compare.require rule failed (see the Verdict); to publish it "
+                      f"anyway: cardgen push {result.output_dir} --repo-id {push_to}")
+    elif push_to:
         _push_after_run(result.output_dir, push_to, push_model, token, progress)
     if as_json:
         out = summary(result)
@@ -95,6 +101,9 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
         print_json(out)
     else:
         print_text(f"Wrote {result.output_dir / 'README.md'} and {result.output_dir / 'run.json'}")
+    from cardgen.commands.verdict import exit_on_verdict
+
+    exit_on_verdict(result.record.verdict, quiet=as_json)  # exit 3 when a compare.require rule fails
 
 
 def _seeds_override(cfg: Any, text: str) -> str:

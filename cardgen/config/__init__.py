@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cardgen.config.energy import EnergyConfig
 from cardgen.config.experiments import SearchParam, SweepConfig
+from cardgen.config.gate import RequireRule, rule_problems
+from cardgen.config.general import GeneralDataConfig
 from cardgen.config.schema import apply_overrides, build, merge, nearest
 from cardgen.config.sections import (
     NEW_TOKENS,
@@ -37,6 +40,7 @@ __all__ = [
     "NEW_TOKENS", "PROMPT_LENGTH", "TASKS", "TASK_ALIASES", "BenchmarkConfig", "CardConfig", "CompareConfig",
     "DataConfig", "EvaluationConfig", "LMConfig", "ModelConfig", "OutputConfig", "QAConfig", "RunConfig",
     "SearchParam", "SweepConfig", "TrainingConfig", "dump_config", "load_config",
+    "EnergyConfig", "GeneralDataConfig", "RequireRule",
 ]
 
 
@@ -56,12 +60,14 @@ class RunConfig:
     lm: LMConfig = field(default_factory=LMConfig)
     qa: QAConfig = field(default_factory=QAConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)  # used by `cardgen sweep` only
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
 
     def _checks(self) -> list[tuple[str, str]]:
         if self.task not in TASKS:
             hint = nearest(self.task, TASKS)
             return [("task", f"must be one of {', '.join(TASKS)} (got {self.task!r}){hint}")]
-        return []
+        return rule_problems(self.task, self.compare.require, self.evaluation.split, self.data.general is not None,
+                             self.compare.enabled, self.training is not None)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (what config.yaml holds)."""

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cardgen.config.gate import RequireRule
+from cardgen.config.general import GeneralDataConfig
+
 TASKS = ("text-classification", "masked-lm", "causal-lm", "question-answering")
 TASK_ALIASES = {
     "classification": "text-classification",
@@ -63,6 +66,7 @@ class DataConfig:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     name: str | None = None  # human-readable dataset name for the card
+    general: GeneralDataConfig | None = None  # the forgetting check: a set outside the training domain
 
     def _checks(self) -> list[tuple[str, str]]:
         errors = []
@@ -161,6 +165,7 @@ class CompareConfig:
     # Permutations behind every permutation p-value (the smallest p-value is 1 / (1 + permutations)); cheap: the
     # classification tests draw counts of a K^3 table, the per-document ones one matrix product per block.
     permutations: int = 10000
+    require: list[RequireRule] = field(default_factory=list)  # the ship gate: `cardgen run` exits 3 if one fails
 
     def _checks(self) -> list[tuple[str, str]]:
         errors = []

@@ -17,6 +17,7 @@ from cardgen.record.bench import (
     MemoryStats,
     ModelBenchmark,
 )
+from cardgen.record.energy import EnergyRecord, StageEnergy
 from cardgen.record.evaluation import Comparison, EvaluationRecord, FlipExample, MetricComparison, ProbeRecord
 from cardgen.record.experiments import (
     ExperimentsRecord,
@@ -27,6 +28,8 @@ from cardgen.record.experiments import (
     SweepRecord,
     SweepTrial,
 )
+from cardgen.record.general import GeneralRecord
+from cardgen.record.reproduce import Change, DriftRow, ReproduceReport
 from cardgen.record.run import (
     SCHEMA_VERSION,
     DataRecord,
@@ -38,6 +41,7 @@ from cardgen.record.run import (
     TrainingRecord,
 )
 from cardgen.record.serialize import from_dict, load_record, save_record, to_dict
+from cardgen.record.verdict import RuleResult, Verdict
 
 __all__ = [
     "SCHEMA_VERSION", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "Comparison", "DataRecord",
@@ -45,4 +49,5 @@ __all__ = [
     "LatencyStats", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord", "RunRecord",
     "SplitRecord", "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
     "ExperimentsRecord", "SearchSpaceEntry", "SeedRun", "SeedsRecord", "SpreadStats", "SweepRecord", "SweepTrial",
+    "Change", "DriftRow", "EnergyRecord", "GeneralRecord", "ReproduceReport", "RuleResult", "StageEnergy", "Verdict",
 ]

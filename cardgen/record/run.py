@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cardgen.record.bench import BenchmarkRecord
+from cardgen.record.energy import EnergyRecord
 from cardgen.record.evaluation import Comparison, EvaluationRecord
 from cardgen.record.experiments import ExperimentsRecord
+from cardgen.record.general import GeneralRecord
+from cardgen.record.verdict import Verdict
 
 SCHEMA_VERSION = "1.0"
 
@@ -140,3 +143,6 @@ class RunRecord:
     # The names this run wrote into its output directory, so that --overwrite removes exactly those.
     outputs: list[str] = field(default_factory=list)
     experiments: ExperimentsRecord | None = None  # seeds and sweeps (cardgen.record.experiments)
+    general: GeneralRecord | None = None  # the forgetting check (data.general)
+    verdict: Verdict | None = None  # the ship gate (compare.require)
+    energy: EnergyRecord | None = None  # codecarbon's energy and emissions per stage
