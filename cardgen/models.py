@@ -10,7 +10,7 @@ import contextlib
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class LoadedModel:
     newly_initialized: list[str]
     load_seconds: float
     source: str
+    adapter: Any = None  # the AdapterSource when the checkpoint is a saved adapter loaded onto its base
+    base_newly_initialized: list[str] = field(default_factory=list)  # fresh in the base under an adapter
 
 
 def resolve_source(cfg: ModelConfig) -> tuple[str, str | None]:
@@ -59,6 +61,10 @@ def check_local_checkpoint(cfg: ModelConfig, directory: str, gguf: str | None) -
         raise ModelError(f"model path {directory} does not exist", "check model.name_or_path")
     if not path.is_dir():
         raise ModelError(f"model path {directory} is not a directory", "give the checkpoint directory")
+    from cardgen.adapter_files import is_adapter_dir
+
+    if is_adapter_dir(path):
+        return  # an adapter: its base is checked when it is loaded
     if gguf:
         if not (path / gguf).is_file():
             raise ModelError(f"GGUF file {gguf} is not in {directory}", "check model.gguf_file")
@@ -90,6 +96,12 @@ def load_tokenizer(cfg: ModelConfig, directory: str, gguf: str | None) -> Any:
 
     path = Path(directory).expanduser()
     if not gguf and path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        from cardgen.adapter_files import find_adapter
+
+        adapter = find_adapter(directory)
+        if adapter is not None:  # an adapter saved without its tokenizer uses its base's
+            base = base_config(cfg, adapter)
+            return load_tokenizer(base, *resolve_source(base))
         raise ModelError(f"{cfg.name_or_path} has no tokenizer files (tokenizer.json, vocab.txt, ...)",
                          "save the tokenizer next to the model (tokenizer.save_pretrained(DIR))")
     try:
@@ -120,8 +132,14 @@ def load_pretrained(auto_class: Any, cfg: ModelConfig, tokenizer: Any = None, **
 
     import torch
 
+    from cardgen.adapter_files import find_adapter, quantization_kwargs
+
+    adapter = find_adapter(cfg.name_or_path, cfg.revision)
+    if adapter is not None:
+        return _load_adapter(auto_class, cfg, adapter, tokenizer, kwargs)
     directory, gguf = resolve_source(cfg)
     check_local_checkpoint(cfg, directory, gguf)
+    kwargs.update(quantization_kwargs(cfg.quantization))
     if tokenizer is None:
         tokenizer = load_tokenizer(cfg, directory, gguf)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.dtype, "auto")
@@ -164,6 +182,42 @@ def load_pretrained(auto_class: Any, cfg: ModelConfig, tokenizer: Any = None, **
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, newly_initialized=newly, load_seconds=seconds,
                        source=cfg.name_or_path)
+
+
+def base_config(cfg: ModelConfig, adapter: Any) -> ModelConfig:
+    """The model config of an adapter's base: the checkpoint adapter_config.json names, loaded as ``cfg`` says."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, name_or_path=adapter.base, revision=adapter.base_revision, gguf_file=None)
+
+
+def _load_adapter(auto_class: Any, cfg: ModelConfig, adapter: Any, tokenizer: Any,
+                  kwargs: dict[str, Any]) -> LoadedModel:
+    """A saved adapter: its base loaded as ``auto_class`` (with cardgen's rules), then the adapter put on it.
+
+    Raises:
+        ModelError: The base cannot be loaded (missing locally, or a Hub id with the Hub out of reach), naming the
+            adapter and its base; or the adapter does not fit the base.
+    """
+    import time
+
+    from cardgen.adapter_files import ADAPTER_CONFIG, attach
+
+    start = time.perf_counter()
+    if tokenizer is None:
+        tokenizer = load_tokenizer(cfg, *resolve_source(cfg))
+    try:
+        base = load_pretrained(auto_class, base_config(cfg, adapter), tokenizer=tokenizer, **kwargs)
+    except ModelError as exc:
+        where = ("a Hub id: without access to the Hub, download it first (e.g. `hf download "
+                 f"{adapter.base}`) or" if not adapter.base.startswith((".", "/", "~")) else "a local path:")
+        raise ModelError(f"cannot load the base model of the adapter {cfg.name_or_path}: {exc.message}",
+                         f"its {ADAPTER_CONFIG} names {adapter.base}, {where} point base_model_name_or_path there "
+                         "at a local copy of that base") from exc
+    model, still_random = attach(base.model, adapter, base.newly_initialized, cfg.revision)
+    return LoadedModel(model=model, tokenizer=tokenizer, newly_initialized=still_random,
+                       load_seconds=time.perf_counter() - start, source=cfg.name_or_path, adapter=adapter,
+                       base_newly_initialized=base.newly_initialized)
 
 
 def plain_model(model: Any) -> Any:
@@ -266,12 +320,15 @@ def auto_config(cfg: RunConfig) -> Any:
     """The checkpoint's config (label names, architecture), or None when it cannot be read yet."""
     from transformers import AutoConfig
 
+    from cardgen.adapter_files import find_adapter
     from cardgen.models import check_local_checkpoint, resolve_source
 
-    directory, gguf = resolve_source(cfg.model)
-    check_local_checkpoint(cfg.model, directory, gguf)
+    adapter = find_adapter(cfg.model.name_or_path, cfg.model.revision)
+    model_cfg = base_config(cfg.model, adapter) if adapter is not None else cfg.model
+    directory, gguf = resolve_source(model_cfg)
+    check_local_checkpoint(model_cfg, directory, gguf)
     try:
-        return AutoConfig.from_pretrained(directory, revision=cfg.model.revision, gguf_file=gguf,
+        return AutoConfig.from_pretrained(directory, revision=model_cfg.revision, gguf_file=gguf,
                                           trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
         from cardgen.errors import ModelError

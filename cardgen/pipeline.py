@@ -42,6 +42,7 @@ class StageTimer:
 
     def __init__(self, progress: Progress) -> None:
         self.seconds: dict[str, float] = {}
+        self.memory: dict[str, Any] = {}  # stage -> MemoryStats, for the stages in MEMORY_STAGES
         self.progress = progress
         self.current: str | None = None  # the stage running (or the last one that ran)
 
@@ -49,11 +50,28 @@ class StageTimer:
     def __call__(self, name: str, title: str) -> Iterator[None]:
         self.progress.stage(title)
         self.current = name
+        tracker = _memory_tracker() if name in MEMORY_STAGES else contextlib.nullcontext()
         start = time.perf_counter()
         try:
-            yield
+            with tracker:
+                yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
+            if name in MEMORY_STAGES:
+                with contextlib.suppress(RuntimeError):  # the tracker never started
+                    self.memory[name] = tracker.result()  # type: ignore[union-attr]
+
+
+# The stages whose peak memory the run records: the comparison with an adapter evaluates the base on the same
+# in-memory model, so its peak is to stay near the fine-tuned model's evaluation.
+MEMORY_STAGES = ("evaluate_base", "evaluate", "compare")
+
+
+def _memory_tracker() -> Any:
+    from cardgen.bench.timing import MemoryTracker
+    from cardgen.models import pick_device
+
+    return MemoryTracker(pick_device())
 
 
 
@@ -108,6 +126,7 @@ class _Loaded:
     data: Any
     loaded: Any
     warnings: list[str]
+    adapter: Any = None  # the AdapterRecord of the adapter trained or loaded
 
 
 def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False) -> RunResult:
@@ -116,6 +135,9 @@ def _run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False)
     progress = (progress or NullProgress()) if main else NullProgress()
     prepare_distributed()
     check_distributed(cfg)
+    from cardgen.adapters import check_options
+
+    check_options(cfg)  # LoRA, 4-bit weights and precision this machine can run, before anything loads
     out_dir = Path(cfg.output.dir)
     outputs.check_inputs_outside(cfg, out_dir)
     if main:
@@ -199,11 +221,15 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
         # seed here, or two runs with the same seed start from different weights and end with different numbers.
         set_seed(cfg.training.seed if cfg.training is not None else 42)
         loaded = task.load_model(cfg, data.label_names, tokenizer=tokenizer)
-    return _Loaded(directory=directory, gguf=gguf, data=data, loaded=loaded, warnings=warnings)
+        from cardgen.adapters import prepare_adapter
+
+        adapter = prepare_adapter(cfg, loaded)  # LoRA from the peft: section, or the saved adapter loaded
+    return _Loaded(directory=directory, gguf=gguf, data=data, loaded=loaded, warnings=warnings, adapter=adapter)
 
 
 def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
     """The run record before any stage ran: config, environment, model and data."""
+    from cardgen.adapters import resources, unwrapped
     from cardgen.environment import collect_environment
     from cardgen.models import num_parameters, weights_size_on_disk
 
@@ -211,7 +237,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
         base_model=cfg.model.name_or_path,
         task=cfg.task,
         pipeline_tag=task.PIPELINE_TAG,
-        architecture=type(inputs.loaded.model).__name__,
+        architecture=type(unwrapped(inputs.loaded.model)).__name__,
         num_parameters=num_parameters(inputs.loaded.model),
         revision=cfg.model.revision,
         gguf_file=inputs.gguf,
@@ -223,6 +249,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
         config=cfg.to_dict(), environment=collect_environment(), model=model_record, data=inputs.data.record,
         created_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         cardgen_version=__version__, warnings=inputs.warnings,
+        adapter=inputs.adapter, resources=resources(cfg, inputs.loaded.model),
     )
 
 
@@ -231,7 +258,8 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
     """Base evaluation, training, evaluation, comparison, benchmark and outputs; True when interrupted."""
     loaded, data = inputs.loaded, inputs.data
     interrupted = False
-    if cfg.training is not None and main and cfg.compare.enabled and hasattr(task, "evaluate_base"):
+    if (cfg.training is not None and main and cfg.compare.enabled and hasattr(task, "evaluate_base")
+            and record.adapter is None):  # with an adapter the compare stage disables it instead
         # Training changes the model in place, so tasks that evaluate their base themselves (the LM and QA
         # tasks) do it now, on the same examples and exactly as the fine-tuned model is evaluated later.
         split = _eval_split(cfg, data)
@@ -283,13 +311,16 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
         with timer("compare", "Comparing with the base model"):
             record.base_evaluation, record.comparison = compare_stage(
                 cfg, task, loaded, data, training=record.training, evaluation=record.evaluation,
-                model=record.model, base_evaluation=record.base_evaluation, progress=progress)
+                model=record.model, base_evaluation=record.base_evaluation, progress=progress,
+                adapter=record.adapter)
     if cfg.benchmark.enabled:
         from cardgen.bench.stage import benchmark_stage
 
         with timer("benchmark", "Benchmarking speed and memory"):
             record.benchmark = benchmark_stage(cfg, task, loaded, data, trained=record.training is not None,
                                                progress=progress)
+    if record.adapter is not None and record.base_evaluation is not None:
+        record.adapter.base_evaluation = record.base_evaluation.extra.get("base_via")
 
 
 def _save_failed_run(cfg: RunConfig, record: RunRecord, loaded: Any, out_dir: Path, timer: StageTimer,

@@ -219,7 +219,8 @@ def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
                      f"and change use the same resampled documents); p-values from a {test} "
                      f"({c.permutations} permutations, two-sided).")
     return {"split": ft.split, "n": ft.num_examples, "rows": rows, "meaningful": meaningful,
-            "note": base.extra.get("note"), "same_inputs": same, "intervals": intervals}
+            "note": base.extra.get("note"), "same_inputs": same, "intervals": intervals,
+            "base_via": bool(base.extra.get("base_via"))}
 
 
 def _generations(record: RunRecord) -> dict[str, Any] | None:
@@ -250,6 +251,7 @@ def _speed(record: RunRecord) -> dict[str, Any] | None:
 
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
+    from cardgen.card.adapter import adapter_context, resources_context
     from cardgen.card.comparison import comparison_context
 
     card_cfg = record.config.get("card", {})
@@ -258,7 +260,8 @@ def build_context(record: RunRecord) -> dict[str, Any]:
     framework = [(label, packages[key]) for key, label in (
         ("transformers", "Transformers"), ("torch", "PyTorch"), ("datasets", "Datasets"),
         ("tokenizers", "Tokenizers"), ("accelerate", "Accelerate"), ("huggingface_hub", "huggingface_hub"),
-        ("cardgen", "cardgen")) if key in packages]
+        ("peft", "PEFT"), ("bitsandbytes", "bitsandbytes"), ("cardgen", "cardgen")) if key in packages
+        and (key not in ("peft", "bitsandbytes") or record.adapter is not None)]
     if env.cuda:
         framework.insert(2, ("CUDA", env.cuda))
     ev = record.evaluation
@@ -330,4 +333,6 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "cardgen_version": record.cardgen_version,
         "schema_version": record.schema_version,
         "dataset_type": dtype,
+        "adapter": adapter_context(record, md_escape(base_name)),
+        "resources": resources_context(record),
     }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cardgen.config.peft import AdapterConfig
 from cardgen.config.schema import apply_overrides, build, merge, nearest
 from cardgen.config.sections import (
     NEW_TOKENS,
@@ -33,7 +34,7 @@ from cardgen.errors import ConfigError
 from cardgen.files import DuplicateKey, resolve_config_paths, unique_key_loader
 
 __all__ = [
-    "NEW_TOKENS", "PROMPT_LENGTH", "TASKS", "TASK_ALIASES", "BenchmarkConfig", "CardConfig", "CompareConfig",
+    "AdapterConfig", "NEW_TOKENS", "PROMPT_LENGTH", "TASKS", "TASK_ALIASES", "BenchmarkConfig", "CardConfig", "CompareConfig",
     "DataConfig", "EvaluationConfig", "LMConfig", "ModelConfig", "OutputConfig", "QAConfig", "RunConfig",
     "TrainingConfig", "dump_config", "load_config",
 ]
@@ -54,6 +55,7 @@ class RunConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     lm: LMConfig = field(default_factory=LMConfig)
     qa: QAConfig = field(default_factory=QAConfig)
+    peft: AdapterConfig | None = None  # LoRA on a frozen base instead of fine-tuning every weight
 
     def _checks(self) -> list[tuple[str, str]]:
         if self.task not in TASKS:

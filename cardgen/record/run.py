@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cardgen.record.adapter import AdapterRecord, ResourcesRecord
 from cardgen.record.bench import BenchmarkRecord
 from cardgen.record.evaluation import Comparison, EvaluationRecord
 
@@ -138,3 +139,5 @@ class RunRecord:
     extras: dict[str, Any] = field(default_factory=dict)
     # The names this run wrote into its output directory, so that --overwrite removes exactly those.
     outputs: list[str] = field(default_factory=list)
+    adapter: AdapterRecord | None = None  # the LoRA adapter trained or loaded (None: every weight is the model's)
+    resources: ResourcesRecord | None = None  # trainable parameters, precision, checkpointing, memory peaks
