@@ -191,6 +191,19 @@ def base_config(cfg: ModelConfig, adapter: Any) -> ModelConfig:
     return dataclasses.replace(cfg, name_or_path=adapter.base, revision=adapter.base_revision, gguf_file=None)
 
 
+def base_error(cfg: ModelConfig, adapter: Any, exc: ModelError) -> ModelError:
+    """The one-line error when an adapter's base cannot be loaded: the adapter, the base it names, what to do."""
+    from cardgen.adapter_files import ADAPTER_CONFIG, looks_local
+
+    if looks_local(adapter.base):
+        hint = (f"its {ADAPTER_CONFIG} names the local path {adapter.base}: put the base there, or point "
+                "base_model_name_or_path at a local copy of it")
+    else:
+        hint = (f"its {ADAPTER_CONFIG} names the Hub id {adapter.base}: without access to the Hub, download it first "
+                f"(`hf download {adapter.base}`), or point base_model_name_or_path at a local copy of it")
+    return ModelError(f"cannot load the base model of the adapter {cfg.name_or_path}: {exc.message}", hint)
+
+
 def _load_adapter(auto_class: Any, cfg: ModelConfig, adapter: Any, tokenizer: Any,
                   kwargs: dict[str, Any]) -> LoadedModel:
     """A saved adapter: its base loaded as ``auto_class`` (with cardgen's rules), then the adapter put on it.
@@ -201,7 +214,7 @@ def _load_adapter(auto_class: Any, cfg: ModelConfig, adapter: Any, tokenizer: An
     """
     import time
 
-    from cardgen.adapter_files import ADAPTER_CONFIG, attach
+    from cardgen.adapter_files import attach
 
     start = time.perf_counter()
     if tokenizer is None:
@@ -209,11 +222,7 @@ def _load_adapter(auto_class: Any, cfg: ModelConfig, adapter: Any, tokenizer: An
     try:
         base = load_pretrained(auto_class, base_config(cfg, adapter), tokenizer=tokenizer, **kwargs)
     except ModelError as exc:
-        where = ("a Hub id: without access to the Hub, download it first (e.g. `hf download "
-                 f"{adapter.base}`) or" if not adapter.base.startswith((".", "/", "~")) else "a local path:")
-        raise ModelError(f"cannot load the base model of the adapter {cfg.name_or_path}: {exc.message}",
-                         f"its {ADAPTER_CONFIG} names {adapter.base}, {where} point base_model_name_or_path there "
-                         "at a local copy of that base") from exc
+        raise base_error(cfg, adapter, exc) from exc
     model, still_random = attach(base.model, adapter, base.newly_initialized, cfg.revision)
     return LoadedModel(model=model, tokenizer=tokenizer, newly_initialized=still_random,
                        load_seconds=time.perf_counter() - start, source=cfg.name_or_path, adapter=adapter,
@@ -317,25 +326,30 @@ def size_on_disk(path: str | os.PathLike[str]) -> int:
 
 
 def auto_config(cfg: RunConfig) -> Any:
-    """The checkpoint's config (label names, architecture), or None when it cannot be read yet."""
-    from transformers import AutoConfig
-
+    """The checkpoint's config (label names, architecture); an adapter's is its base's."""
     from cardgen.adapter_files import find_adapter
-    from cardgen.models import check_local_checkpoint, resolve_source
 
     adapter = find_adapter(cfg.model.name_or_path, cfg.model.revision)
-    model_cfg = base_config(cfg.model, adapter) if adapter is not None else cfg.model
+    if adapter is None:
+        return _auto_config(cfg.model)
+    try:
+        return _auto_config(base_config(cfg.model, adapter))
+    except ModelError as exc:
+        raise base_error(cfg.model, adapter, exc) from exc
+
+
+def _auto_config(model_cfg: ModelConfig) -> Any:
+    from transformers import AutoConfig
+
     directory, gguf = resolve_source(model_cfg)
     check_local_checkpoint(model_cfg, directory, gguf)
     try:
         return AutoConfig.from_pretrained(directory, revision=model_cfg.revision, gguf_file=gguf,
-                                          trust_remote_code=cfg.model.trust_remote_code)
+                                          trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        from cardgen.errors import ModelError
-
         first = first_line(exc)
         if "trust_remote_code" in str(exc):
-            raise ModelError(f"{cfg.model.name_or_path} needs its own code to load (trust_remote_code)",
+            raise ModelError(f"{model_cfg.name_or_path} needs its own code to load (trust_remote_code)",
                              "read that code, then set model.trust_remote_code: true") from exc
-        raise ModelError(f"cannot read the model config of {cfg.model.name_or_path}: {first}",
+        raise ModelError(f"cannot read the model config of {model_cfg.name_or_path}: {first}",
                          "check model.name_or_path (a directory with config.json, or a Hub id)") from exc

@@ -61,7 +61,7 @@ def load_checkpoint(name: str, device: Any, like: Any = None) -> tuple[Any, Any,
     so a base model is measured with the fine-tuned one's architecture."""
     from transformers import AutoConfig
 
-    from cardgen.adapter_files import adapter_class, find_adapter
+    from cardgen.adapter_files import adapter_class, adapter_size, find_adapter
     from cardgen.adapters import unwrapped
     from cardgen.config import ModelConfig
     from cardgen.files import package_path
@@ -105,8 +105,8 @@ def load_checkpoint(name: str, device: Any, like: Any = None) -> tuple[Any, Any,
 
     model, seconds = timed(load, device=device)
     path = Path(directory) / gguf if gguf else Path(directory)
-    return model, tokenizer, seconds, size_on_disk(path) if path.exists() else None, str(path if path.exists()
-                                                                                          else name)
+    size = (adapter_size(path) if adapter else size_on_disk(path)) if path.exists() else None
+    return model, tokenizer, seconds, size, str(path if path.exists() else name)
 
 
 def bench_checkpoints(checkpoint: str, vs: str | None = None, *, batch_sizes: Sequence[int] | str = (1, 32),
