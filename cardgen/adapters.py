@@ -114,12 +114,32 @@ def is_peft_model(model: Any) -> bool:
 
 
 def task_type(model: Any) -> str | None:
-    """peft's task type for the class a task loaded (None: a plain PeftModel, e.g. masked LM)."""
+    """peft's task type for the class a task loaded (None: a plain PeftModel, e.g. masked LM): the transformers
+    auto class that lists it (``GPT2LMHeadModel`` is a causal LM), else the end of its name."""
+    from transformers.models.auto import modeling_auto as auto
+
     name = type(model).__name__
     config = getattr(model, "config", None)
     if getattr(config, "is_encoder_decoder", False) and hasattr(model, "generate"):
-        return "SEQ_2_SEQ_LM"
+        return "SEQ_2_SEQ_LM" if seq2seq_wrapper_works(model) else None
+    for mapping, kind in (("MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES", "SEQ_CLS"),
+                          ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "CAUSAL_LM"),
+                          ("MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES", "QUESTION_ANS"),
+                          ("MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES", "TOKEN_CLS")):
+        names = getattr(auto, mapping, {}).values()
+        if any(name == n or isinstance(n, (tuple, list)) and name in n for n in names):
+            return kind
     return next((kind for suffix, kind in TASK_TYPES if name.endswith(suffix)), None)
+
+
+SEQ2SEQ_NOTE = ("the adapter is a plain PeftModel (load it with AutoPeftModel): peft's seq2seq wrapper "
+                "(task type SEQ_2_SEQ_LM) calls `_prepare_encoder_decoder_kwargs_for_generation`, which this "
+                "transformers version no longer has; LoRA, generation and disable_adapter() work the same")
+
+
+def seq2seq_wrapper_works(model: Any) -> bool:
+    """Whether peft's PeftModelForSeq2SeqLM can wrap ``model`` (it needs a generation hook transformers 5 removed)."""
+    return hasattr(model, "_prepare_encoder_decoder_kwargs_for_generation")
 
 
 def default_target_modules(model: Any) -> list[str] | str | None:
@@ -214,6 +234,8 @@ def apply_adapter(cfg: RunConfig, loaded: LoadedModel) -> AdapterRecord:
     loaded.base_newly_initialized = list(loaded.newly_initialized)
     record = describe(peft_model, base_newly_initialized=loaded.newly_initialized)
     record.target_modules_default = cfg.peft is not None and cfg.peft.target_modules is None
+    if getattr(model.config, "is_encoder_decoder", False) and record.task_type is None:
+        record.notes.append(SEQ2SEQ_NOTE)
     return record
 
 

@@ -137,13 +137,15 @@ def test_seq2seq_models_get_their_task_type_and_targets(tiny_bert: Path, make_co
     from peft import PeftModel, get_peft_model
     from transformers import EncoderDecoderModel
 
-    from cardgen.adapters import default_target_modules, lora_config, task_type
+    from cardgen.adapters import default_target_modules, lora_config, seq2seq_wrapper_works, task_type
 
     cfg = load_config(make_config(peft={"r": 2, "dropout": 0.0}))
     t5 = _tiny_t5()
-    assert task_type(t5) == "SEQ_2_SEQ_LM" and default_target_modules(t5) is None  # peft knows t5: q, v
+    # peft's seq2seq wrapper needs a transformers hook that transformers 5 dropped: then a plain PeftModel
+    assert task_type(t5) == ("SEQ_2_SEQ_LM" if seq2seq_wrapper_works(t5) else None)
+    assert default_target_modules(t5) is None  # peft knows t5: q, v
     pair = EncoderDecoderModel.from_encoder_decoder_pretrained(str(tiny_bert), str(tiny_bert))
-    assert task_type(pair) == "SEQ_2_SEQ_LM"
+    assert task_type(pair) == task_type(t5)
     assert default_target_modules(pair) == ["query", "value"]  # from its two BERT halves (peft has none for it)
     model = get_peft_model(t5, lora_config(cfg, t5, []))
     ids = torch.tensor([[5, 6, 7, 1]])
@@ -160,3 +162,7 @@ def test_seq2seq_models_get_their_task_type_and_targets(tiny_bert: Path, make_co
     reloaded = PeftModel.from_pretrained(_tiny_t5(), tmp_path / "t5-adapter").eval()
     with torch.no_grad():
         assert float(reloaded(input_ids=ids, labels=ids).loss) == pytest.approx(float(loss), rel=1e-6)
+        generated = reloaded.generate(input_ids=ids, max_new_tokens=3, do_sample=False)
+        with reloaded.disable_adapter():
+            base_generated = reloaded.generate(input_ids=ids, max_new_tokens=3, do_sample=False)
+    assert generated.shape[-1] >= 2 and base_generated.shape == generated.shape

@@ -103,6 +103,7 @@ def adapter_context(record: RunRecord, base_name: str) -> dict[str, Any] | None:
         "load_args": extra,
         "base_via": md_escape(a.base_evaluation) if a.base_evaluation else None,
         "memory": compare_memory(record),
+        "notes": [md_escape(n) for n in a.notes],
     }
 
 
