@@ -8,6 +8,7 @@ imports torch or peft at import time (``cardgen.adapters``, which applies new ad
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,18 +45,27 @@ def is_adapter_dir(path: str | Path) -> bool:
     return p.is_dir() and (p / ADAPTER_CONFIG).is_file()
 
 
+@functools.lru_cache(maxsize=64)
 def _hub_adapter_config(repo_id: str, revision: str | None) -> Path | None:
-    """adapter_config.json of a Hub repo (from the cache when offline); None when the repo holds none or cannot be
-    asked (the model loader then reports what is wrong with ``repo_id`` itself)."""
+    """adapter_config.json of a Hub repo, None when it holds none or the Hub cannot say (the model loader then
+    reports what is wrong with ``repo_id`` itself). Asked once per process: the cache first, then the Hub the way
+    transformers asks it (which it does anyway when peft is installed), never in offline mode."""
     try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        from huggingface_hub import constants, try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface_hub is a core dependency
         return None
     try:
-        return Path(hf_hub_download(repo_id, ADAPTER_CONFIG, revision=revision))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
+        cached = try_to_load_from_cache(repo_id, ADAPTER_CONFIG, revision=revision)
+    except ValueError:  # not a valid repo id
         return None
+    if isinstance(cached, str):
+        return Path(cached)
+    if cached is not None or constants.HF_HUB_OFFLINE:  # known to have none, or no way to ask
+        return None
+    from transformers.utils import find_adapter_config_file
+
+    found = find_adapter_config_file(repo_id, revision=revision)
+    return Path(found) if found else None
 
 
 def find_adapter(name_or_path: str, revision: str | None = None) -> AdapterSource | None:

@@ -239,8 +239,13 @@ def test_training_on_an_adapter_and_merge_without_one_are_refused(lora_run: Path
     _fails(["run", str(make_config(training={"mixed_precision": "fp16"}))], "fp16", "CUDA")
 
 
-def test_an_adapter_whose_base_is_missing_names_it(lora_run: Path, tmp_path: Path, tiny_data: Path) -> None:
+def test_an_adapter_whose_base_is_missing_names_it(lora_run: Path, tmp_path: Path, tiny_data: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # a Hub base out of reach: one clear line, no retries
 
     for base, needle in (("/nonexistent/base-model", "the local path"), ("test-org/not-here", "hf download")):
         adapter = tmp_path / base.replace("/", "_")
