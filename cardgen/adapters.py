@@ -162,6 +162,15 @@ def fresh_modules(newly_initialized: list[str]) -> list[str]:
     return [m for m in modules if not any(m.startswith(f"{other}.") for other in modules)]
 
 
+def saved_modules(configured: list[str] | None, newly_initialized: list[str]) -> list[str]:
+    """``peft.modules_to_save`` plus every module with freshly initialised weights that it does not cover already:
+    a random module left frozen would make the saved adapter describe another model than the one evaluated."""
+    from cardgen.adapter_files import covered_by_saved_modules
+
+    chosen = list(configured or [])
+    return chosen + [m for m in fresh_modules(newly_initialized) if not covered_by_saved_modules(f"{m}.w", chosen)]
+
+
 def lora_config(cfg: RunConfig, model: Any, newly_initialized: list[str]) -> Any:
     """The ``peft.LoraConfig`` of the ``peft:`` section for ``model``."""
     from peft import LoraConfig
@@ -174,7 +183,7 @@ def lora_config(cfg: RunConfig, model: Any, newly_initialized: list[str]) -> Any
         targets = "all-linear"
     else:
         targets = list(p.target_modules)
-    saved = list(p.modules_to_save) if p.modules_to_save is not None else fresh_modules(newly_initialized)
+    saved = saved_modules(p.modules_to_save, newly_initialized)
     # A module trained in full needs no low-rank update on top (all-linear would otherwise pick e.g. a pooler).
     exclude = saved if targets == "all-linear" and saved else None
     return LoraConfig(r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout, target_modules=targets, bias=p.bias,

@@ -69,7 +69,7 @@ def test_peft_section_defaults_and_checks(make_config: Any) -> None:
 
 def test_fresh_modules_cover_every_new_weight() -> None:
     from cardgen.adapter_files import covered_by_saved_modules
-    from cardgen.adapters import fresh_modules
+    from cardgen.adapters import fresh_modules, saved_modules
 
     new = ["cls.predictions.bias", "cls.predictions.decoder.bias", "cls.predictions.transform.dense.weight",
            "bert.pooler.dense.weight", "classifier.bias"]
@@ -77,6 +77,9 @@ def test_fresh_modules_cover_every_new_weight() -> None:
     assert modules == ["bert.pooler.dense", "classifier", "cls.predictions"]
     assert all(covered_by_saved_modules(k, modules) for k in new)
     assert not covered_by_saved_modules("bert.encoder.layer.0.attention.self.query.weight", modules)
+    # modules named in the config come first; fresh ones they already cover are not wrapped twice
+    assert saved_modules(["cls"], new) == ["cls", "bert.pooler.dense", "classifier"]
+    assert saved_modules(None, []) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------

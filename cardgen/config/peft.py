@@ -19,9 +19,9 @@ class AdapterConfig:
 
     ``target_modules`` left unset uses peft's default for the architecture (``query``/``value`` for BERT,
     ``q_proj``/``v_proj`` for Llama, ...); ``["all-linear"]`` targets every linear layer but the output head.
-    ``modules_to_save`` left unset trains and saves in full the task's head (peft's default for the task: the
-    classifier, the QA span head) and every module whose weights transformers initialised fresh when loading
-    the base, so a saved adapter always reproduces the model it was evaluated as.
+    ``modules_to_save`` names modules trained and saved in full; peft adds the task's head (the classifier, the
+    QA span head), and cardgen every module whose weights transformers initialised fresh when loading the base
+    (a missing pooler or MLM head), so a saved adapter always reproduces the model it was evaluated as.
     """
 
     method: Literal["lora"] = "lora"
