@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cardgen.adapter_files import adapter_size
 from cardgen.adapters import is_peft_model
 from cardgen.bench.scenarios import benchmark_generation, benchmark_models, finish_record
 from cardgen.bench.timing import Slot, latency_stats, run_interleaved, timed
@@ -74,7 +75,7 @@ def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, *
     else:
         models["model"] = (loaded.model, loaded.tokenizer)
         load_s["model"] = loaded.load_seconds
-        sizes["model"] = size_on_disk(base_path) if base_path else None
+        sizes["model"] = (adapter_size(base_path) or size_on_disk(base_path)) if base_path else None
     if is_peft_model(loaded.model):
         notes += _add_merged(models, load_s, sizes, loaded, device, progress)
     causal = task.NAME == "causal-lm"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardgen.card.format import md_escape
+from cardgen.card.format import card_path, md_escape
 from cardgen.card.speed import mib, params
 from cardgen.record import AdapterRecord, MemoryStats, RunRecord
 
@@ -85,7 +85,7 @@ def _rows(a: AdapterRecord) -> list[tuple[str, str]]:
     return rows
 
 
-def adapter_context(record: RunRecord, base_name: str) -> dict[str, Any] | None:
+def adapter_context(record: RunRecord, base_name: str, run_dir: str | None = None) -> dict[str, Any] | None:
     """What the "Adapter" section prints (None without an adapter)."""
     a = record.adapter
     if a is None:
@@ -93,10 +93,11 @@ def adapter_context(record: RunRecord, base_name: str) -> dict[str, Any] | None:
     auto = AUTO_PEFT.get(a.task_type or "", "AutoPeftModel")
     labels = len(record.data.label_names)
     extra = f", num_labels={labels}" if a.task_type == "SEQ_CLS" and labels else ""
-    origin = ("trained by this run" if a.source == "trained"
-              else f"loaded from `{md_escape(a.loaded_from or '')}` and evaluated as it is")
+    loaded_from = md_escape(card_path(a.loaded_from, run_dir)) if a.source == "loaded" and a.loaded_from else None
+    origin = "trained by this run" if loaded_from is None else f"loaded from `{loaded_from}` and evaluated as it is"
     return {
         "origin": origin,
+        "loaded_from": loaded_from,
         "base": base_name,
         "rows": _rows(a),
         "auto_class": auto,

@@ -333,6 +333,6 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "cardgen_version": record.cardgen_version,
         "schema_version": record.schema_version,
         "dataset_type": dtype,
-        "adapter": adapter_context(record, md_escape(base_name)),
+        "adapter": adapter_context(record, md_escape(base_name), _run_dir(record)),
         "resources": resources_context(record),
     }
