@@ -193,6 +193,8 @@ def test_no_train_on_the_adapter_directory(lora_run: Path, tiny_data: Path, tmp_
     # no training, yet a comparison: the base is the loaded model with its adapter disabled
     assert rec.base_evaluation.predictions == trained.base_evaluation.predictions
     assert rec.comparison is not None
+    text = (tmp_path / "doc" / "README.md").read_text()
+    assert "This card documents a LoRA adapter" in text and "loaded from" in text
 
 
 def test_compare_and_bench_take_an_adapter_directory(lora_run: Path, tiny_bert: Path, tiny_data: Path) -> None:
