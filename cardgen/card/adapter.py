@@ -60,7 +60,7 @@ def _rows(a: AdapterRecord) -> list[tuple[str, str]]:
         targets += " (peft's default for this architecture)"
     saved = ", ".join(f"`{md_escape(m)}`" for m in a.modules_to_save) or "none"
     rows = [
-        ("Method", f"{a.method.upper() if a.method == 'lora' else md_escape(a.method)} (peft, task type "
+        ("Method", f"{'LoRA' if a.method == 'lora' else md_escape(a.method)} (peft, task type "
                    f"{md_escape(a.task_type or 'none')})"),
         ("Rank r", str(a.r)),
         ("Alpha (scaling alpha / r)", f"{a.alpha:g} ({a.alpha / a.r:g})"),
