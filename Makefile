@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help setup data demo examples test test-fast lint bench clean
+.PHONY: help setup data demo examples test test-fast lint bench gpu-check clean
 
 help:
 	@echo "make demo       set up, prepare the VADER data and run examples/sentiment.yaml -> runs/sentiment"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-fast  only the fast tests"
 	@echo "make lint       ruff and mypy"
 	@echo "make bench      speed benchmarks, ratios against peers measured in the same run"
+	@echo "make gpu-check  on a CUDA machine: timer, memory, autocast, batch growth, LoRA bf16, QLoRA, fp32 = CPU"
 
 $(BIN)/cardgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,7 @@ demo: setup data
 examples: setup data
 	for ex in causal_lm masked_lm qa; do $(BIN)/cardgen run examples/$$ex.yaml --output runs/$$ex --overwrite || exit 1; done
 	@echo "The cards: runs/causal_lm/README.md runs/masked_lm/README.md runs/qa/README.md"
+	for ex in sentiment_lora causal_lm_lora; do $(BIN)/cardgen run examples/$$ex.yaml --output runs/$$ex --overwrite || exit 1; done
 
 test: setup data
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
@@ -59,6 +61,9 @@ lint: setup
 
 bench: setup data
 	$(BIN)/python benchmarks/run_all.py
+
+gpu-check: setup data
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info

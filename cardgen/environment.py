@@ -19,6 +19,8 @@ PACKAGES = (
     "accelerate",
     "huggingface_hub",
     "safetensors",
+    "peft",
+    "bitsandbytes",
     "scikit-learn",
     "numpy",
 )
@@ -44,6 +46,23 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16, AMX or Arm bf16); elsewhere torch emulates it, slower
+    than fp32."""
+    import torch
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        try:
+            return " bf16" in Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return platform.system() == "Darwin"
+    return False
 
 
 def git_commit(path: Path | None = None) -> str | None:

@@ -10,7 +10,7 @@ import contextlib
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class LoadedModel:
     # The whole model's weights, when training left them sharded across processes (FSDP, ZeRO-3): gathered on the
     # main process after training, for saving (None otherwise: the model saves itself).
     full_state_dict: dict[str, Any] | None = None
+    adapter: Any = None  # the AdapterSource when the checkpoint is a saved adapter loaded onto its base
+    base_newly_initialized: list[str] = field(default_factory=list)  # fresh in the base under an adapter
 
 
 def resolve_source(cfg: ModelConfig) -> tuple[str, str | None]:
@@ -62,6 +64,10 @@ def check_local_checkpoint(cfg: ModelConfig, directory: str, gguf: str | None) -
         raise ModelError(f"model path {directory} does not exist", "check model.name_or_path")
     if not path.is_dir():
         raise ModelError(f"model path {directory} is not a directory", "give the checkpoint directory")
+    from cardgen.adapter_files import is_adapter_dir
+
+    if is_adapter_dir(path):
+        return  # an adapter: its base is checked when it is loaded
     if gguf:
         if not (path / gguf).is_file():
             raise ModelError(f"GGUF file {gguf} is not in {directory}", "check model.gguf_file")
@@ -93,6 +99,12 @@ def load_tokenizer(cfg: ModelConfig, directory: str, gguf: str | None) -> Any:
 
     path = Path(directory).expanduser()
     if not gguf and path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        from cardgen.adapter_files import find_adapter
+
+        adapter = find_adapter(directory)
+        if adapter is not None:  # an adapter saved without its tokenizer uses its base's
+            base = base_config(cfg, adapter)
+            return load_tokenizer(base, *resolve_source(base))
         raise ModelError(f"{cfg.name_or_path} has no tokenizer files (tokenizer.json, vocab.txt, ...)",
                          "save the tokenizer next to the model (tokenizer.save_pretrained(DIR))")
     try:
@@ -123,8 +135,14 @@ def load_pretrained(auto_class: Any, cfg: ModelConfig, tokenizer: Any = None, **
 
     import torch
 
+    from cardgen.adapter_files import find_adapter, quantization_kwargs
+
+    adapter = find_adapter(cfg.name_or_path, cfg.revision)
+    if adapter is not None:
+        return _load_adapter(auto_class, cfg, adapter, tokenizer, kwargs)
     directory, gguf = resolve_source(cfg)
     check_local_checkpoint(cfg, directory, gguf)
+    kwargs.update(quantization_kwargs(cfg.quantization))
     if tokenizer is None:
         tokenizer = load_tokenizer(cfg, directory, gguf)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.dtype, "auto")
@@ -167,6 +185,51 @@ def load_pretrained(auto_class: Any, cfg: ModelConfig, tokenizer: Any = None, **
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, newly_initialized=newly, load_seconds=seconds,
                        source=cfg.name_or_path)
+
+
+def base_config(cfg: ModelConfig, adapter: Any) -> ModelConfig:
+    """The model config of an adapter's base: the checkpoint adapter_config.json names, loaded as ``cfg`` says."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, name_or_path=adapter.base, revision=adapter.base_revision, gguf_file=None)
+
+
+def base_error(cfg: ModelConfig, adapter: Any, exc: ModelError) -> ModelError:
+    """The one-line error when an adapter's base cannot be loaded: the adapter, the base it names, what to do."""
+    from cardgen.adapter_files import ADAPTER_CONFIG, looks_local
+
+    if looks_local(adapter.base):
+        hint = (f"its {ADAPTER_CONFIG} names the local path {adapter.base}: put the base there, or point "
+                "base_model_name_or_path at a local copy of it")
+    else:
+        hint = (f"its {ADAPTER_CONFIG} names the Hub id {adapter.base}: without access to the Hub, download it first "
+                f"(`hf download {adapter.base}`), or point base_model_name_or_path at a local copy of it")
+    return ModelError(f"cannot load the base model of the adapter {cfg.name_or_path}: {exc.message}", hint)
+
+
+def _load_adapter(auto_class: Any, cfg: ModelConfig, adapter: Any, tokenizer: Any,
+                  kwargs: dict[str, Any]) -> LoadedModel:
+    """A saved adapter: its base loaded as ``auto_class`` (with cardgen's rules), then the adapter put on it.
+
+    Raises:
+        ModelError: The base cannot be loaded (missing locally, or a Hub id with the Hub out of reach), naming the
+            adapter and its base; or the adapter does not fit the base.
+    """
+    import time
+
+    from cardgen.adapter_files import attach
+
+    start = time.perf_counter()
+    if tokenizer is None:
+        tokenizer = load_tokenizer(cfg, *resolve_source(cfg))
+    try:
+        base = load_pretrained(auto_class, base_config(cfg, adapter), tokenizer=tokenizer, **kwargs)
+    except ModelError as exc:
+        raise base_error(cfg, adapter, exc) from exc
+    model, still_random = attach(base.model, adapter, base.newly_initialized, cfg.revision)
+    return LoadedModel(model=model, tokenizer=tokenizer, newly_initialized=still_random,
+                       load_seconds=time.perf_counter() - start, source=cfg.name_or_path, adapter=adapter,
+                       base_newly_initialized=base.newly_initialized)
 
 
 def plain_model(model: Any) -> Any:
@@ -266,22 +329,30 @@ def size_on_disk(path: str | os.PathLike[str]) -> int:
 
 
 def auto_config(cfg: RunConfig) -> Any:
-    """The checkpoint's config (label names, architecture), or None when it cannot be read yet."""
+    """The checkpoint's config (label names, architecture); an adapter's is its base's."""
+    from cardgen.adapter_files import find_adapter
+
+    adapter = find_adapter(cfg.model.name_or_path, cfg.model.revision)
+    if adapter is None:
+        return _auto_config(cfg.model)
+    try:
+        return _auto_config(base_config(cfg.model, adapter))
+    except ModelError as exc:
+        raise base_error(cfg.model, adapter, exc) from exc
+
+
+def _auto_config(model_cfg: ModelConfig) -> Any:
     from transformers import AutoConfig
 
-    from cardgen.models import check_local_checkpoint, resolve_source
-
-    directory, gguf = resolve_source(cfg.model)
-    check_local_checkpoint(cfg.model, directory, gguf)
+    directory, gguf = resolve_source(model_cfg)
+    check_local_checkpoint(model_cfg, directory, gguf)
     try:
-        return AutoConfig.from_pretrained(directory, revision=cfg.model.revision, gguf_file=gguf,
-                                          trust_remote_code=cfg.model.trust_remote_code)
+        return AutoConfig.from_pretrained(directory, revision=model_cfg.revision, gguf_file=gguf,
+                                          trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        from cardgen.errors import ModelError
-
         first = first_line(exc)
         if "trust_remote_code" in str(exc):
-            raise ModelError(f"{cfg.model.name_or_path} needs its own code to load (trust_remote_code)",
+            raise ModelError(f"{model_cfg.name_or_path} needs its own code to load (trust_remote_code)",
                              "read that code, then set model.trust_remote_code: true") from exc
-        raise ModelError(f"cannot read the model config of {cfg.model.name_or_path}: {first}",
+        raise ModelError(f"cannot read the model config of {model_cfg.name_or_path}: {first}",
                          "check model.name_or_path (a directory with config.json, or a Hub id)") from exc

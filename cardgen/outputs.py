@@ -169,10 +169,16 @@ def write_set(cfg: RunConfig, record: RunRecord, loaded: Any, stage: Path, out_d
 
     saved = save_model and cfg.output.save_model and record.training is not None
     if saved:
-        save_pretrained(loaded, stage)
+        save_pretrained(loaded, stage, merge=bool(cfg.peft and cfg.peft.merge))
         record.model.saved_to = ""
         record.model.size_on_disk_bytes = weights_size_on_disk(stage)
+        if record.adapter is not None:
+            from cardgen.adapters import record_saved
+
+            record_saved(record.adapter, stage)
     record.stage_seconds = dict(timer.seconds)
+    if record.resources is not None:
+        record.resources.stage_memory = dict(getattr(timer, "memory", {}))
     atomic_write_text(stage / "config.yaml", dump_config(cfg))
     write_plots(record, stage)
     if (out_dir / "README.md").is_file():  # the card keeps the text people wrote outside its markers
@@ -197,25 +203,29 @@ def write_set(cfg: RunConfig, record: RunRecord, loaded: Any, stage: Path, out_d
     return saved, pending
 
 
-def save_pretrained(loaded: Any, out_dir: Path) -> None:
-    """Save the fine-tuned model and tokenizer as safetensors into ``out_dir`` (written then moved in place)."""
+def save_pretrained(loaded: Any, out_dir: Path, merge: bool = False) -> None:
+    """Save the fine-tuned model and tokenizer as safetensors into ``out_dir`` (written then moved in place); an
+    adapter alone (see ``adapters.save_adapter``), with ``merge`` also its merged full weights in ``merged/``."""
     import tempfile
 
+    from cardgen.adapters import is_peft_model, save_adapter
     from cardgen.files import write_error
 
     tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir))
     try:
         model = loaded.model
-        save = model.save_pretrained
         # A model sharded across processes saves the whole weights gathered after training (models.LoadedModel).
         state_dict = getattr(loaded, "full_state_dict", None)
-        if state_dict is not None:
-            save(tmp, safe_serialization=True, state_dict=_tied_as_one(model, state_dict))
+        if is_peft_model(model):
+            save_adapter(model, loaded.tokenizer, tmp, merge)
+        elif state_dict is not None:
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=_tied_as_one(model, state_dict))
+            loaded.tokenizer.save_pretrained(tmp)
         else:
-            save(tmp, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(tmp)
+            model.save_pretrained(tmp, safe_serialization=True)
+            loaded.tokenizer.save_pretrained(tmp)
         for item in tmp.iterdir():
-            os.chmod(item, 0o644)
+            os.chmod(item, 0o755 if item.is_dir() else 0o644)
             os.replace(item, out_dir / item.name)
     except OSError as exc:
         raise write_error(Path(exc.filename) if isinstance(exc.filename, str) else out_dir, exc) from exc

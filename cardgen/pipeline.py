@@ -45,6 +45,7 @@ class StageTimer:
 
     def __init__(self, progress: Progress, energy: Any = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.memory: dict[str, Any] = {}  # stage -> MemoryStats, for the stages in MEMORY_STAGES
         self.progress = progress
         self.current: str | None = None  # the stage running (or the last one that ran)
         self.energy = energy  # experiments.energy.EnergyMeter: codecarbon around the tracked stages (None: off)
@@ -53,12 +54,28 @@ class StageTimer:
     def __call__(self, name: str, title: str) -> Iterator[None]:
         self.progress.stage(title)
         self.current = name
+        tracker = _memory_tracker() if name in MEMORY_STAGES else contextlib.nullcontext()
         start = time.perf_counter()
         try:
-            with self.energy(name) if self.energy is not None else contextlib.nullcontext():
+            with tracker, (self.energy(name) if self.energy is not None else contextlib.nullcontext()):
                 yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
+            if name in MEMORY_STAGES:
+                with contextlib.suppress(RuntimeError):  # the tracker never started
+                    self.memory[name] = tracker.result()  # type: ignore[union-attr]
+
+
+# The stages whose peak memory the run records: the comparison with an adapter evaluates the base on the same
+# in-memory model, so its peak is to stay near the fine-tuned model's evaluation.
+MEMORY_STAGES = ("evaluate_base", "evaluate", "compare")
+
+
+def _memory_tracker() -> Any:
+    from cardgen.bench.timing import MemoryTracker
+    from cardgen.models import pick_device
+
+    return MemoryTracker(pick_device())
 
 
 
@@ -117,6 +134,7 @@ class _Loaded:
     loaded: Any
     warnings: list[str]
     general: Any = None  # experiments.general.GeneralSet: the forgetting check's set (data.general)
+    adapter: Any = None  # the AdapterRecord of the adapter trained or loaded
 
 
 def _run(cfg: RunConfig, progress: Progress | None, resume: bool, training: TrainingStage) -> RunResult:
@@ -124,6 +142,9 @@ def _run(cfg: RunConfig, progress: Progress | None, resume: bool, training: Trai
     # Only the main process reports and writes; the others train and evaluate alongside it, then leave.
     progress = (progress or NullProgress()) if main else NullProgress()
     prepare_distributed()
+    from cardgen.adapters import check_options
+
+    check_options(cfg)  # LoRA, 4-bit weights and precision this machine can run, before anything loads
     out_dir = Path(cfg.output.dir)
     outputs.check_inputs_outside(cfg, out_dir)
     if main:
@@ -211,11 +232,16 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
         # seed here, or two runs with the same seed start from different weights and end with different numbers.
         set_seed(cfg.training.seed if cfg.training is not None else 42)
         loaded = task.load_model(cfg, data.label_names, tokenizer=tokenizer)
-    return _Loaded(directory=directory, gguf=gguf, data=data, loaded=loaded, warnings=warnings, general=general)
+        from cardgen.adapters import prepare_adapter
+
+        adapter = prepare_adapter(cfg, loaded)  # LoRA from the peft: section, or the saved adapter loaded
+    return _Loaded(directory=directory, gguf=gguf, data=data, loaded=loaded, warnings=warnings, general=general,
+                   adapter=adapter)
 
 
 def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
     """The run record before any stage ran: config, environment, model and data."""
+    from cardgen.adapters import resources, unwrapped
     from cardgen.environment import collect_environment
     from cardgen.models import num_parameters, weights_size_on_disk
 
@@ -223,7 +249,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
         base_model=cfg.model.name_or_path,
         task=cfg.task,
         pipeline_tag=task.PIPELINE_TAG,
-        architecture=type(inputs.loaded.model).__name__,
+        architecture=type(unwrapped(inputs.loaded.model)).__name__,
         num_parameters=num_parameters(inputs.loaded.model),
         revision=cfg.model.revision,
         gguf_file=inputs.gguf,
@@ -235,6 +261,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
         config=cfg.to_dict(), environment=collect_environment(), model=model_record, data=inputs.data.record,
         created_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         cardgen_version=__version__, warnings=inputs.warnings,
+        adapter=inputs.adapter, resources=resources(cfg, inputs.loaded.model),
     )
 
 
@@ -248,7 +275,8 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
     # In a launch of several processes every process evaluates its share of the examples (sharding.py); the
     # main process alone benchmarks and writes.
     evaluates = main or world_size() > 1
-    if cfg.training is not None and evaluates and cfg.compare.enabled and hasattr(task, "evaluate_base"):
+    if (cfg.training is not None and evaluates and cfg.compare.enabled and hasattr(task, "evaluate_base")
+            and record.adapter is None):  # with an adapter the compare stage disables it instead
         # Training changes the model in place, so tasks that evaluate their base themselves (the LM and QA
         # tasks) do it now, on the same examples and exactly as the fine-tuned model is evaluated later.
         split = _eval_split(cfg, data)
@@ -311,7 +339,8 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
         with timer("compare", "Comparing with the base model"), sharded_evaluation():
             record.base_evaluation, record.comparison = compare_stage(
                 cfg, task, loaded, data, training=record.training, evaluation=record.evaluation,
-                model=record.model, base_evaluation=record.base_evaluation, progress=progress)
+                model=record.model, base_evaluation=record.base_evaluation, progress=progress,
+                adapter=record.adapter)
     if cfg.benchmark.enabled and main and has_sharded_parameters(loaded.model):
         warning = ("the benchmark was skipped: the model's weights are sharded across the processes (FSDP or "
                    "ZeRO-3), and its speed is measured in one process; measure the saved model with `cardgen bench`")
@@ -323,6 +352,8 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
         with timer("benchmark", "Benchmarking speed and memory"):
             record.benchmark = benchmark_stage(cfg, task, loaded, data, trained=record.training is not None,
                                                progress=progress)
+    if record.adapter is not None and record.base_evaluation is not None:
+        record.adapter.base_evaluation = record.base_evaluation.extra.get("base_via")
 
 
 def _experiment_stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, timer: StageTimer,

@@ -77,6 +77,10 @@ def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_be
                       eval_steps=max(1, t.max_steps // max(1, int(t.num_epochs))))
         kwargs["save_steps"] = kwargs["eval_steps"]
         kwargs["logging_steps"] = t.logging_steps or kwargs["eval_steps"]
+    kwargs.update(precision_arguments(t.mixed_precision))
+    if t.gradient_checkpointing:  # transformers 5 calls it activation checkpointing (the old name warns)
+        fields = TrainingArguments.__dataclass_fields__
+        kwargs["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = True
     kwargs.update(t.extra_args)
     try:
         return TrainingArguments(**kwargs)
@@ -88,6 +92,26 @@ def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_be
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"training settings rejected by transformers: {first}",
                           "fix the training section or training.extra_args") from exc
+
+
+def precision_arguments(mixed_precision: str) -> dict[str, Any]:
+    """TrainingArguments for ``training.mixed_precision`` on this machine: bf16 autocast runs on a GPU, or on a
+    CPU that computes bf16 natively (the Trainer must then be told to stay on the CPU); fp16 needs a GPU.
+
+    Raises:
+        ConfigError: A precision this machine cannot train in.
+    """
+    if mixed_precision == "no" or _cuda_available():
+        return {}
+    if mixed_precision == "fp16":
+        raise ConfigError("`training.mixed_precision` fp16 needs a CUDA GPU, and this machine has none",
+                          "use bf16 (on a CPU with native bf16) or no")
+    from cardgen.environment import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        raise ConfigError("`training.mixed_precision` bf16: this CPU has no native bf16 (AVX512-BF16, AMX or Arm "
+                          "bf16), so it would be emulated and slower than float32", "set training.mixed_precision: no")
+    return {"use_cpu": True}
 
 
 def _cuda_available() -> bool:

@@ -663,3 +663,19 @@ def test_run_push_to_with_the_model(hub: HubServer, tmp_path: Path, make_config:
     pushed = hub.files(REPO)
     assert {"README.md", "run.json", "model.safetensors", "config.json"} <= set(pushed)
     assert str(tmp_path) not in pushed["run.json"].decode()
+
+
+def test_with_model_pushes_an_adapter_naming_its_hub_base(hub: HubServer, tmp_path: Path) -> None:
+    """A LoRA run's directory holds adapter_config.json instead of config.json; the pushed copy names the base by
+    its Hub id (card.base_model), not the local directory it was trained from, which stays as it is."""
+    run = make_run_dir(tmp_path / "run")
+    (run / "run.json").write_text(json.dumps({"config": {"card": {"base_model": "test-org/tiny-bert"}}}))
+    local = {"base_model_name_or_path": str(tmp_path / "local-base"), "peft_type": "LORA", "r": 8}
+    (run / "adapter_config.json").write_text(json.dumps(local))
+    (run / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    (run / "tokenizer.json").write_text("{}")
+    pushed = {f.path for f in lib_push(hub, run, with_model=True).files}
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= pushed
+    remote = json.loads(hub.files(REPO)["adapter_config.json"])
+    assert remote == {**local, "base_model_name_or_path": "test-org/tiny-bert"}
+    assert json.loads((run / "adapter_config.json").read_text()) == local

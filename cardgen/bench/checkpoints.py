@@ -61,29 +61,41 @@ def load_checkpoint(name: str, device: Any, like: Any = None) -> tuple[Any, Any,
     so a base model is measured with the fine-tuned one's architecture."""
     from transformers import AutoConfig
 
+    from cardgen.adapter_files import adapter_class, adapter_size, find_adapter
+    from cardgen.adapters import unwrapped
     from cardgen.config import ModelConfig
     from cardgen.files import package_path
-    from cardgen.models import check_local_checkpoint, load_pretrained, load_tokenizer, resolve_source
+    from cardgen.models import (
+        base_config,
+        check_local_checkpoint,
+        load_pretrained,
+        load_tokenizer,
+        resolve_source,
+    )
 
     resolved = package_path(name) if name.startswith("pkg:") else name
     cfg = ModelConfig(name_or_path=resolved)
+    adapter = find_adapter(resolved)  # a LoRA adapter: its base's config and class, the adapter put on it
     try:
         directory, gguf = resolve_source(cfg)
         check_local_checkpoint(cfg, directory, gguf)
+        config_dir, config_gguf = resolve_source(base_config(cfg, adapter)) if adapter else (directory, gguf)
     except ModelError as exc:
         raise ModelError(exc.message, CHECKPOINT_HINT) from exc
     try:
-        config = AutoConfig.from_pretrained(directory, gguf_file=gguf)
+        config = AutoConfig.from_pretrained(config_dir, gguf_file=config_gguf)
     except (OSError, ValueError, KeyError) as exc:
         first = first_line(exc)
         raise ModelError(f"cannot read the model config of {name}: {first}",
                          "give a checkpoint directory (with config.json), a .gguf file or a Hub id") from exc
     kwargs: dict[str, Any] = {}
     if like is not None:
-        cls = type(like)
+        cls = type(unwrapped(like))
         labels = getattr(like.config, "num_labels", None)
         if labels is not None and "ForSequenceClassification" in cls.__name__:
             kwargs = {"num_labels": labels, "ignore_mismatched_sizes": True}
+    elif adapter is not None:
+        cls, kwargs = adapter_class(adapter, _model_class(config))
     else:
         cls = _model_class(config)
     tokenizer = load_tokenizer(cfg, directory, gguf)
@@ -93,8 +105,8 @@ def load_checkpoint(name: str, device: Any, like: Any = None) -> tuple[Any, Any,
 
     model, seconds = timed(load, device=device)
     path = Path(directory) / gguf if gguf else Path(directory)
-    return model, tokenizer, seconds, size_on_disk(path) if path.exists() else None, str(path if path.exists()
-                                                                                          else name)
+    size = (adapter_size(path) if adapter else size_on_disk(path)) if path.exists() else None
+    return model, tokenizer, seconds, size, str(path if path.exists() else name)
 
 
 def bench_checkpoints(checkpoint: str, vs: str | None = None, *, batch_sizes: Sequence[int] | str = (1, 32),

@@ -5,36 +5,20 @@ The module imports neither torch nor transformers at import time.
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cardgen.bench.timing import is_cuda
+from cardgen.environment import cpu_has_native_bf16 as _cpu_has_native_bf16
 from cardgen.errors import ConfigError, ModelError
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
 
 # --------------------------------------------------------------------------------------------------- precision
-def _cpu_has_native_bf16() -> bool:
-    import torch
-
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        fn = getattr(torch.cpu, probe, None)
-        if fn is not None and fn():
-            return True
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        try:
-            return " bf16" in Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return platform.system() == "Darwin"
-    return False
-
-
 def autocast_dtype(precision: str, device: Any) -> Any:
     """The autocast dtype for ``precision`` on ``device`` (None for fp32).
 

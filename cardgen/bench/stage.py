@@ -15,11 +15,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cardgen.adapter_files import adapter_size
+from cardgen.adapters import is_peft_model
 from cardgen.bench.scenarios import benchmark_generation, benchmark_models, finish_record
 from cardgen.bench.timing import Slot, latency_stats, run_interleaved, timed
 from cardgen.config import NEW_TOKENS, PROMPT_LENGTH
 from cardgen.console import NullProgress, Progress
-from cardgen.errors import first_line
+from cardgen.errors import CardgenError, first_line
 from cardgen.models import size_on_disk
 from cardgen.record import BenchmarkRecord, EvalSetResult
 
@@ -65,7 +67,7 @@ def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, *
         base_model, load_s["base"] = timed(load_base, device=device)
         models["base"] = (base_model, loaded.tokenizer)
         sizes["base"] = size_on_disk(base_path) if base_path else None
-        ft_size, ft_load, note = _saved_size_and_load(loaded.model, device)
+        ft_size, ft_load, note = _saved_size_and_load(loaded.model, device, loaded.tokenizer)
         models["fine-tuned"] = (loaded.model, loaded.tokenizer)
         sizes["fine-tuned"], notes = ft_size, [note] if note else []
         if ft_load is not None:
@@ -73,7 +75,9 @@ def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, *
     else:
         models["model"] = (loaded.model, loaded.tokenizer)
         load_s["model"] = loaded.load_seconds
-        sizes["model"] = size_on_disk(base_path) if base_path else None
+        sizes["model"] = (adapter_size(base_path) or size_on_disk(base_path)) if base_path else None
+    if is_peft_model(loaded.model):
+        notes += _add_merged(models, load_s, sizes, loaded, device, progress)
     causal = task.NAME == "causal-lm"
     length = b.sequence_length
     progress.note(f"forward passes at batch sizes {', '.join(map(str, b.batch_sizes))}, {length} tokens")
@@ -84,7 +88,8 @@ def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, *
     )
     for name, entry in bench.models.items():
         entry.size_on_disk_bytes = sizes.get(name)
-        entry.checkpoint = (str(base_path) if base_path else cfg.model.name_or_path) if name != "fine-tuned" else ""
+        own = name in ("base", "model")  # loaded from the checkpoint as it is (the others: not saved yet)
+        entry.checkpoint = (str(base_path) if base_path else cfg.model.name_or_path) if own else ""
     if causal:
         progress.note(f"generation: first token and {NEW_TOKENS} new tokens")
         benchmark_generation(
@@ -119,9 +124,40 @@ def _checkpoint_path(cfg: RunConfig) -> Path | None:
     return path if path.exists() else None
 
 
-def _saved_size_and_load(model: Any, device: Any) -> tuple[int | None, float | None, str | None]:
+MERGED_SUFFIX = " (merged)"  # the name of an adapted model's merged copy in the benchmark
+
+
+def _add_merged(models: dict[str, tuple[Any, Any]], load_s: dict[str, float], sizes: dict[str, int | None],
+                loaded: LoadedModel, device: Any, progress: Progress) -> list[str]:
+    """An adapted model is also measured merged (the adapter folded into the weights: what a user gets from
+    merge_and_unload), next to the unmerged one; notes when it cannot be."""
+    from cardgen.adapters import describe_quantization, merged_copy, unwrapped
+
+    if describe_quantization(unwrapped(loaded.model)) is not None:
+        return ["no merged model measured: the base's weights are 4-bit (merging would lose precision)"]
+    name = next(iter(n for n in models if n != "base")) + MERGED_SUFFIX
+    progress.note("merging the adapter into a copy of the model to measure it merged")
+    merged = merged_copy(loaded.model)
+    models[name] = (merged, loaded.tokenizer)
+    size, seconds, note = _saved_size_and_load(merged, device, loaded.tokenizer)
+    sizes[name] = size
+    if seconds is not None:
+        load_s[name] = seconds
+    return [note] if note else []
+
+
+def _saved_size_and_load(model: Any, device: Any, tokenizer: Any) -> tuple[int | None, float | None, str | None]:
     """Save ``model`` as safetensors to a temporary directory: (size on disk, seconds to load it back onto
-    ``device``, a note when it cannot be saved)."""
+    ``device``, a note when it cannot be saved). An adapter is saved alone, and loading it means loading its base
+    and putting the adapter on it."""
+    if is_peft_model(model):
+        from cardgen.adapters import saved_size_and_load
+
+        try:
+            size, seconds = saved_size_and_load(model, tokenizer, device, timed)
+        except (OSError, ValueError, RuntimeError, CardgenError) as exc:
+            return None, None, f"adapter size and load time not measured: {first_line(exc)}"
+        return size, seconds, None
     try:
         with tempfile.TemporaryDirectory(prefix="cardgen-bench-") as tmp:
             model.save_pretrained(tmp, safe_serialization=True)

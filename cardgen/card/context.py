@@ -220,7 +220,8 @@ def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
                      f"and change use the same resampled documents); p-values from a {test} "
                      f"({c.permutations:,} permutations, two-sided).")
     return {"split": ft.split, "n": ft.num_examples, "rows": rows, "meaningful": meaningful,
-            "note": base.extra.get("note"), "same_inputs": same, "intervals": intervals}
+            "note": base.extra.get("note"), "same_inputs": same, "intervals": intervals,
+            "base_via": bool(base.extra.get("base_via"))}
 
 
 def _generations(record: RunRecord) -> dict[str, Any] | None:
@@ -251,6 +252,7 @@ def _speed(record: RunRecord) -> dict[str, Any] | None:
 
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
+    from cardgen.card.adapter import adapter_context, resources_context
     from cardgen.card.comparison import comparison_context
     from cardgen.card.experiments import seeds_context, sweep_context
     from cardgen.card.reproduction import perplexity_code
@@ -261,7 +263,8 @@ def build_context(record: RunRecord) -> dict[str, Any]:
     framework = [(label, packages[key]) for key, label in (
         ("transformers", "Transformers"), ("torch", "PyTorch"), ("datasets", "Datasets"),
         ("tokenizers", "Tokenizers"), ("accelerate", "Accelerate"), ("huggingface_hub", "huggingface_hub"),
-        ("cardgen", "cardgen")) if key in packages]
+        ("peft", "PEFT"), ("bitsandbytes", "bitsandbytes"), ("cardgen", "cardgen")) if key in packages
+        and (key not in ("peft", "bitsandbytes") or record.adapter is not None)]
     if env.cuda:
         framework.insert(2, ("CUDA", env.cuda))
     ev = record.evaluation
@@ -337,6 +340,8 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "seeds": seeds_context(record),
         "sweep": sweep_context(record),
         **_experiment_sections(record),
+        "adapter": adapter_context(record, md_escape(base_name), _run_dir(record)),
+        "resources": resources_context(record),
     }
 
 

@@ -28,7 +28,8 @@ def base_model_id(record: RunRecord) -> str | None:
     card_cfg = record.config.get("card", {})
     if card_cfg.get("base_model"):
         return str(card_cfg["base_model"])
-    name = record.model.base_model
+    # An adapter documented as it is (--no-train) names its base in adapter_config.json.
+    name = record.adapter.base_model if record.adapter is not None else record.model.base_model
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) and not Path(name).exists():
         return name
     return None
@@ -82,15 +83,18 @@ def card_data(record: RunRecord) -> Any:
 
     card_cfg = record.config.get("card", {})
     tags = ["cardgen", "generated_from_trainer" if record.training else "evaluated"]
+    base_id = base_model_id(record)
+    if record.adapter is not None:  # as peft tags its adapters: the Hub lists them under their base
+        tags += [record.adapter.method, "peft", "transformers"] + ([f"base_model:adapter:{base_id}"] if base_id else [])
     tags += [t for t in card_cfg.get("tags", []) if t not in tags]
     results = eval_results(record)
     kwargs: dict[str, Any] = {
-        "library_name": "transformers",
+        "library_name": "peft" if record.adapter is not None else "transformers",
         "pipeline_tag": record.model.pipeline_tag,
         "tags": tags,
         "license": card_cfg.get("license") or None,
         "language": card_cfg.get("language") or None,
-        "base_model": base_model_id(record),
+        "base_model": base_id,
         "datasets": [record.data.hub_dataset] if record.data.hub_dataset else None,
         "metrics": sorted({r.metric_type for r in results}) or None,
         "model_name": model_display_name(record),

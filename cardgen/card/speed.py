@@ -141,17 +141,27 @@ def generation_rows(bench: BenchmarkRecord) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
+def _ratios(numerator: ModelBenchmark, denominator: ModelBenchmark) -> list[str]:
+    """Mean latency of one model over another's, per batch size both measured."""
+    other = {b.batch_size: b.latency.mean_s for b in denominator.batches}
+    return [f"{b.latency.mean_s / other[b.batch_size]:.2f}x at batch {b.batch_size}"
+            for b in numerator.batches if other.get(b.batch_size)]
+
+
 def _ratio_note(bench: BenchmarkRecord) -> str | None:
-    """How the fine-tuned model's mean latency compares with the base's at each batch size."""
+    """How the fine-tuned model's mean latency compares with the base's at each batch size, and an adapter's
+    unmerged with its merged weights'."""
     models = bench.models
-    if "base" not in models or "fine-tuned" not in models:
-        return None
-    base = {b.batch_size: b.latency.mean_s for b in models["base"].batches}
-    parts = []
-    for b in models["fine-tuned"].batches:
-        if base.get(b.batch_size):
-            parts.append(f"{b.latency.mean_s / base[b.batch_size]:.2f}x at batch {b.batch_size}")
-    return "Fine-tuned / base mean latency: " + ", ".join(parts) + "." if parts else None
+    notes = []
+    if "base" in models and "fine-tuned" in models and (parts := _ratios(models["fine-tuned"], models["base"])):
+        notes.append("Fine-tuned / base mean latency: " + ", ".join(parts) + ".")
+    for name, model in models.items():
+        merged = models.get(f"{name} (merged)")
+        if merged is not None and (parts := _ratios(model, merged)):
+            notes.append(f"Unmerged adapter / merged weights mean latency: {', '.join(parts)} (`{name}` runs the "
+                         "LoRA layers beside the frozen weights, as peft loads an adapter; "
+                         f"`{name} (merged)` has them folded into the weights by merge_and_unload).")
+    return " ".join(notes) or None
 
 
 def describe(bench: BenchmarkRecord) -> dict[str, str]:

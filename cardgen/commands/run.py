@@ -31,13 +31,15 @@ from cardgen.commands.common import handle_errors, quiet_libraries
               "tokenizer) in the same commit.")
 @click.option("--token", metavar="TOKEN", help="With --push-to: the Hub token (default: HF_TOKEN or the "
               "huggingface_hub login).")
+@click.option("--merge", is_flag=True, help="With a LoRA adapter (peft: section): also write the merged full weights "
+              "into merged/ (peft.merge: true).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (for CI).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
 def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, seeds_text: str | None,
         overwrite: bool,
         resume: bool, overwrite_card: bool, allow_pickle: bool, push_to: str | None, push_model: bool,
-        token: str | None, as_json: bool,
+        token: str | None, merge: bool, as_json: bool,
         quiet: bool) -> None:
     """Fine-tune (or only load) a checkpoint, evaluate it, compare it with its base model, benchmark both,
     and write run.json, config.yaml and README.md (the model card) into the output directory.
@@ -64,6 +66,13 @@ def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train:
     cfg = load_config(config, extra)
     if seeds_text is not None:
         cfg = load_config(config, [*extra, _seeds_override(cfg, seeds_text)])
+    if merge:
+        if cfg.peft is None:
+            raise ConfigError("--merge merges a LoRA adapter into its base, but this run trains none (no peft: "
+                              "section)", "add a peft: section to the config, or drop --merge")
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, peft=dataclasses.replace(cfg.peft, merge=True))
     if push_model and not push_to:
         raise ConfigError("--push-model needs --push-to NS/NAME", "add --push-to, or drop --push-model")
     if push_model and not cfg.output.save_model:

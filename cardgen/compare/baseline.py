@@ -90,7 +90,7 @@ def pooled_features(model: Any, tokenizer: Any, frame: pd.DataFrame, cfg: RunCon
 
 def linear_probe(model_cfg: ModelConfig, cfg: RunConfig, tokenizer: Any, train_frame: pd.DataFrame | None,
                  eval_frame: pd.DataFrame, label_names: list[str], *, split: str, max_train: int, seed: int,
-                 batch_size: int, device: Any = None, progress: Progress | None = None,
+                 batch_size: int, device: Any = None, progress: Progress | None = None, encoder: Any = None,
                  ) -> tuple[EvaluationRecord, ProbeRecord]:
     """Logistic regression on the frozen base model's pooled features: the honest baseline for a new head.
 
@@ -108,6 +108,8 @@ def linear_probe(model_cfg: ModelConfig, cfg: RunConfig, tokenizer: Any, train_f
         batch_size: Examples per forward pass.
         device: Where the base model runs (default: where it loads).
         progress: Where to report progress.
+        encoder: The base's encoder already in memory (e.g. an adapted model's backbone with the adapter
+            disabled); default: ``model_cfg`` is loaded.
 
     Returns:
         The base model's evaluation (method ``"linear-probe"``, per-example predictions and log-losses) and how
@@ -134,16 +136,17 @@ def linear_probe(model_cfg: ModelConfig, cfg: RunConfig, tokenizer: Any, train_f
         raise DataError("the linear-probe baseline needs training examples of at least two labels",
                         "give more varied training data")
     start = time.perf_counter()
-    base = load_pretrained(AutoModel, model_cfg, tokenizer=tokenizer)
-    if device is not None:
-        base.model.to(device)
-    x_train = pooled_features(base.model, tokenizer, train_frame, cfg, batch_size, progress,
+    if encoder is None:
+        encoder = load_pretrained(AutoModel, model_cfg, tokenizer=tokenizer).model
+        if device is not None:
+            encoder.to(device)
+    x_train = pooled_features(encoder, tokenizer, train_frame, cfg, batch_size, progress,
                               "Base features (probe train)")
     eval_start = time.perf_counter()
-    x_eval = pooled_features(base.model, tokenizer, eval_frame, cfg, batch_size, progress,
+    x_eval = pooled_features(encoder, tokenizer, eval_frame, cfg, batch_size, progress,
                              f"Base features ({split})")
     eval_seconds = time.perf_counter() - eval_start
-    del base
+    del encoder
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER, random_state=seed))
     clf.fit(x_train, y_train)
     k = len(label_names)

@@ -16,6 +16,7 @@ from cardgen.config.energy import EnergyConfig
 from cardgen.config.experiments import SearchParam, SweepConfig
 from cardgen.config.gate import RequireRule, rule_problems
 from cardgen.config.general import GeneralDataConfig
+from cardgen.config.peft import AdapterConfig
 from cardgen.config.schema import apply_overrides, build, merge, nearest
 from cardgen.config.sections import (
     NEW_TOKENS,
@@ -37,7 +38,7 @@ from cardgen.errors import ConfigError
 from cardgen.files import DuplicateKey, resolve_config_paths, unique_key_loader
 
 __all__ = [
-    "NEW_TOKENS", "PROMPT_LENGTH", "TASKS", "TASK_ALIASES", "BenchmarkConfig", "CardConfig", "CompareConfig",
+    "AdapterConfig", "NEW_TOKENS", "PROMPT_LENGTH", "TASKS", "TASK_ALIASES", "BenchmarkConfig", "CardConfig", "CompareConfig",
     "DataConfig", "EvaluationConfig", "LMConfig", "ModelConfig", "OutputConfig", "QAConfig", "RunConfig",
     "SearchParam", "SweepConfig", "TrainingConfig", "dump_config", "load_config",
     "EnergyConfig", "GeneralDataConfig", "RequireRule",
@@ -61,6 +62,7 @@ class RunConfig:
     qa: QAConfig = field(default_factory=QAConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)  # used by `cardgen sweep` only
     energy: EnergyConfig = field(default_factory=EnergyConfig)
+    peft: AdapterConfig | None = None  # LoRA on a frozen base instead of fine-tuning every weight
 
     def _checks(self) -> list[tuple[str, str]]:
         if self.task not in TASKS:

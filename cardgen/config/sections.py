@@ -38,6 +38,7 @@ class ModelConfig:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    quantization: Literal["4bit"] | None = None  # load the base in 4-bit (bitsandbytes NF4; CUDA): QLoRA with peft:
 
     def _checks(self) -> list[tuple[str, str]]:
         return [("name_or_path", "is required: a local directory or a Hub id")] if not self.name_or_path else []
@@ -107,6 +108,7 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
     early_stopping_patience: int | None = None
     metric_for_best_model: str | None = None  # task default when unset
     logging_steps: int | None = None  # per epoch when unset

@@ -35,7 +35,12 @@ def fresh_model(cfg: RunConfig, task: Any, loaded: Any, label_names: list[str]) 
     assert cfg.training is not None
     set_seed(cfg.training.seed)
     fresh = task.load_model(cfg, label_names, tokenizer=loaded.tokenizer)
-    return dataclasses.replace(loaded, model=fresh.model, newly_initialized=fresh.newly_initialized)
+    one = dataclasses.replace(loaded, model=fresh.model, newly_initialized=fresh.newly_initialized)
+    if cfg.peft is not None:  # a new LoRA adapter on the fresh base, as the run's first model got
+        from cardgen.adapters import apply_adapter
+
+        apply_adapter(cfg, one)
+    return one
 
 
 def keep(loaded: Any, directory: Path, info: dict[str, Any], training: TrainingRecord) -> None:
@@ -75,7 +80,16 @@ def kept_info(directory: Path) -> tuple[dict[str, Any], TrainingRecord] | None:
 
 
 def load_kept(loaded: Any, directory: Path) -> Any:
-    """The kept model from ``directory``, of the same class and dtype as the run's model, in eval mode."""
+    """The kept model from ``directory``, of the same class and dtype as the run's model, in eval mode. A kept
+    LoRA adapter goes onto the run's base model, its own adapter taken off first (the base weights never train)."""
+    from cardgen.adapters import is_peft_model
+
+    if is_peft_model(loaded.model):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(loaded.model.unload(), str(directory), is_trainable=False)
+        model.eval()
+        return model
     model = type(loaded.model).from_pretrained(str(directory), dtype=loaded.model.dtype)
     model.eval()
     return model

@@ -36,6 +36,7 @@ MODEL_PATTERNS = (
     "chat_template.jinja",
     "chat_template.json",
     "preprocessor_config.json",
+    "adapter_config.json",  # a LoRA adapter (its weights: adapter_model.safetensors)
 )
 
 
@@ -55,7 +56,8 @@ def collect_files(output_dir: Path, with_model: bool) -> dict[str, Path]:
     if with_model:
         model = {p.name: p for p in sorted(output_dir.iterdir())
                  if p.is_file() and any(fnmatch.fnmatch(p.name, pat) for pat in MODEL_PATTERNS)}
-        if not any(name.endswith(".safetensors") for name in model) or "config.json" not in model:
+        has_config = "config.json" in model or "adapter_config.json" in model
+        if not any(name.endswith(".safetensors") for name in model) or not has_config:
             hint = ("save the model with save_pretrained() (safetensors) into the run directory, "
                     "or push without --with-model to publish only the card")
             found = ", ".join(model) or "none"
@@ -104,6 +106,21 @@ def public_run_json(raw: bytes, output_dir: Path) -> bytes:
         return value
 
     return (json.dumps(walk(record), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def public_adapter_config(raw: bytes, run_json: bytes | None) -> bytes:
+    """adapter_config.json as published: ``base_model_name_or_path`` names the base's Hub id (``card.base_model``
+    of the run) instead of the local directory it was trained from, so peft's AutoPeftModel finds the base for
+    whoever downloads the adapter. Left as it is when the run names no Hub id."""
+    try:
+        config = json.loads(raw)
+        record = json.loads(run_json) if run_json else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw
+    base = ((record.get("config") or {}).get("card") or {}).get("base_model") if isinstance(record, dict) else None
+    if not isinstance(config, dict) or not isinstance(base, str) or not base:
+        return raw
+    return (json.dumps({**config, "base_model_name_or_path": base}, indent=2, sort_keys=True) + "\n").encode()
 
 
 def card_to_push(local_card: str, remote_card: str | None, overwrite: bool, repo_id: str) -> str:

@@ -28,7 +28,13 @@ from cardgen.card.lint import hub_problems
 from cardgen.card.markers import split_front_matter
 from cardgen.console import NullProgress, Progress
 from cardgen.errors import CardgenError, HubError
-from cardgen.hub.payload import card_to_push, collect_files, git_blob_id, public_run_json
+from cardgen.hub.payload import (
+    card_to_push,
+    collect_files,
+    git_blob_id,
+    public_adapter_config,
+    public_run_json,
+)
 from cardgen.hub.transport import (
     LOGIN_HINT,
     check_repo_id,
@@ -200,6 +206,9 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
 
     contents: dict[str, bytes] = {path: src.read_bytes() for path, src in local.items()}
     contents["README.md"] = card.encode("utf-8")
+    if "adapter_config.json" in contents:
+        contents["adapter_config.json"] = public_adapter_config(contents["adapter_config.json"],
+                                                                contents.get("run.json"))
     if "run.json" in contents:
         contents["run.json"] = public_run_json(contents["run.json"], output_dir)
     oids = {path: git_blob_id(data) for path, data in contents.items()}

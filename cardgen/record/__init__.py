@@ -7,6 +7,7 @@ model's results and the base-vs-fine-tuned comparison, ``bench`` the speed bench
 
 from __future__ import annotations
 
+from cardgen.record.adapter import AdapterRecord, ResourcesRecord
 from cardgen.record.bench import (
     BatchResult,
     BenchmarkRecord,
@@ -44,7 +45,7 @@ from cardgen.record.serialize import from_dict, load_record, save_record, to_dic
 from cardgen.record.verdict import RuleResult, Verdict
 
 __all__ = [
-    "SCHEMA_VERSION", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "Comparison", "DataRecord",
+    "SCHEMA_VERSION", "AdapterRecord", "ResourcesRecord", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "Comparison", "DataRecord",
     "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample", "GenerationResult",
     "LatencyStats", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord", "RunRecord",
     "SplitRecord", "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",

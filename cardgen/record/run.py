@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cardgen.record.adapter import AdapterRecord, ResourcesRecord
 from cardgen.record.bench import BenchmarkRecord
 from cardgen.record.energy import EnergyRecord
 from cardgen.record.evaluation import Comparison, EvaluationRecord
@@ -146,3 +147,5 @@ class RunRecord:
     general: GeneralRecord | None = None  # the forgetting check (data.general)
     verdict: Verdict | None = None  # the ship gate (compare.require)
     energy: EnergyRecord | None = None  # codecarbon's energy and emissions per stage
+    adapter: AdapterRecord | None = None  # the LoRA adapter trained or loaded (None: every weight is the model's)
+    resources: ResourcesRecord | None = None  # trainable parameters, precision, checkpointing, memory peaks

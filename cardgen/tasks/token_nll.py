@@ -24,6 +24,9 @@ def output_head(model: Any) -> tuple[Any, Any] | None:
     checks the claim against the model's own forward before relying on it."""
     if _sharded_weights(model):  # FSDP / ZeRO-3 gather weights in the wrapped model's own forward hooks
         return None
+    get_base = getattr(model, "get_base_model", None)  # a peft model: the transformers model, its LoRA layers inside
+    if callable(get_base):
+        model = get_base()
     backbone = getattr(model, "base_model", None)
     get_head = getattr(model, "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
