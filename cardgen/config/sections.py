@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-TASKS = ("text-classification", "masked-lm", "causal-lm", "question-answering")
+TASKS = ("text-classification", "masked-lm", "causal-lm", "question-answering", "seq2seq")
 TASK_ALIASES = {
     "classification": "text-classification",
     "sequence-classification": "text-classification",
@@ -18,6 +18,10 @@ TASK_ALIASES = {
     "clm": "causal-lm",
     "qa": "question-answering",
     "extractive-qa": "question-answering",
+    "translation": "seq2seq",
+    "summarization": "seq2seq",
+    "text2text-generation": "seq2seq",
+    "text2text": "seq2seq",
 }
 
 # The speed benchmark's generation scenario (fixed, so runs compare): prompt tokens and new tokens.

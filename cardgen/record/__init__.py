@@ -18,6 +18,7 @@ from cardgen.record.bench import (
     ModelBenchmark,
 )
 from cardgen.record.evaluation import Comparison, EvaluationRecord, FlipExample, MetricComparison, ProbeRecord
+from cardgen.record.generation import GenerationComparison, GenerationExample, GenerationOutputs
 from cardgen.record.run import (
     SCHEMA_VERSION,
     DataRecord,
@@ -32,7 +33,8 @@ from cardgen.record.serialize import from_dict, load_record, save_record, to_dic
 
 __all__ = [
     "SCHEMA_VERSION", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "Comparison", "DataRecord",
-    "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample", "GenerationResult",
+    "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample", "GenerationComparison", "GenerationExample",
+    "GenerationOutputs", "GenerationResult",
     "LatencyStats", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord", "RunRecord",
     "SplitRecord", "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
 ]
