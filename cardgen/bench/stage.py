@@ -74,7 +74,7 @@ def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, *
         models["model"] = (loaded.model, loaded.tokenizer)
         load_s["model"] = loaded.load_seconds
         sizes["model"] = size_on_disk(base_path) if base_path else None
-    causal = task.NAME == "causal-lm"
+    causal = task.NAME in ("causal-lm", "seq2seq")  # both generate: first token and decode speed
     length = b.sequence_length
     progress.note(f"forward passes at batch sizes {', '.join(map(str, b.batch_sizes))}, {length} tokens")
     bench = benchmark_models(

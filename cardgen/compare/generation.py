@@ -55,7 +55,10 @@ def series(out: GenerationOutputs, key: str) -> tuple[Any, np.ndarray]:
 
 def bootstrap_p_value(boot_a: np.ndarray, boot_b: np.ndarray, delta: float) -> float:
     """sacreBLEU's paired bootstrap p-value: the resampled absolute differences, centred on their mean, that exceed
-    the observed absolute difference (``sacrebleu.significance._paired_bs_test``)."""
+    the observed absolute difference (``sacrebleu.significance._paired_bs_test``). Two systems with the same score
+    get p = 1 (sacreBLEU's formula would give its floor, 1 / (N + 1), when every resample differs by 0)."""
+    if delta == 0:
+        return 1.0
     diffs = np.abs(boot_b - boot_a)
     centred = diffs - diffs.mean()
     return float((np.count_nonzero(centred > abs(delta)) + 1) / (len(diffs) + 1))
