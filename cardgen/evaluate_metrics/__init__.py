@@ -64,8 +64,10 @@ def load_metric(name: str) -> Any:
 
 
 def load_extra_metrics(names: list[str]) -> dict[str, Any]:
-    """The ``evaluate:`` metrics of ``generation.metrics``, loaded now (before any training)."""
-    return {name.removeprefix(PREFIX): load_metric(name) for name in names if name.startswith(PREFIX)}
+    """The ``evaluate:`` metrics of ``generation.metrics``, loaded now (before any training), by their short name
+    (``evaluate:bertscore`` -> bertscore, ``evaluate:/path/to/length_ratio.py`` -> length_ratio)."""
+    return {Path(name.removeprefix(PREFIX).rstrip("/")).name.removesuffix(".py"): load_metric(name)
+            for name in names if name.startswith(PREFIX)}
 
 
 def scalar_results(result: Any) -> dict[str, float]:

@@ -174,8 +174,8 @@ def score_outputs(cfg: RunConfig, *, sources: list[str], prompts: list[str], ref
     record = GenerationOutputs(
         sources=list(sources), prompts=list(prompts), references=list(references), outputs=list(outputs),
         bleu_stats=scores.bleu_stats.tolist(), chrf_stats=scores.chrf_stats.tolist(),
-        rouge={k: [round(x, 6) for x in v.tolist()] for k, v in scores.rouge.items()},
-        exact=scores.exact.tolist(), sentence_chrf=[round(x, 6) for x in scores.sentence_chrf.tolist()],
+        rouge={k: v.tolist() for k, v in scores.rouge.items()},
+        exact=scores.exact.tolist(), sentence_chrf=scores.sentence_chrf.tolist(),
         output_tokens=list(output_tokens), signatures={k: v for k, v in scores.signatures.items() if k in keys},
         settings=dataclasses.asdict(settings), generation_config=recorded_config(gen_cfg),
         truncated_sources=truncated,

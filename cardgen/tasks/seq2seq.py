@@ -168,6 +168,10 @@ def _encoder_decoder(cfg: RunConfig, model_cfg: ModelConfig, tokenizer: Any) -> 
 
     from cardgen.models import load_tokenizer, resolve_source
 
+    import warnings
+
+    # EncoderDecoderModel warns on every loss it computes that v4.12 moved the loss out of the decoder: noise here.
+    warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
     start = time.perf_counter()
     encoder = load_pretrained(AutoModel, model_cfg, tokenizer=tokenizer)
     dec_cfg = dataclasses.replace(model_cfg, name_or_path=cfg.seq2seq.decoder) if cfg.seq2seq.decoder else model_cfg
