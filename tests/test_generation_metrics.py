@@ -20,8 +20,7 @@ from cardgen.stats.text import (  # noqa: E402
     score_texts,
 )
 
-WORDS = ("der die das ein Haus ist groß klein nicht und oder mit ohne Datei Fehler Größe Straße öffnen "
-         "the house is big small file error").split()
+WORDS = ["der", "die", "das", "ein", "Haus", "ist", "groß", "klein", "nicht", "und", "oder", "mit", "ohne", "Datei", "Fehler", "Größe", "Straße", "öffnen", "the", "house", "is", "big", "small", "file", "error"]
 
 
 def _sentences(n: int, seed: int) -> list[str]:

@@ -163,12 +163,11 @@ def _encoder_decoder(cfg: RunConfig, model_cfg: ModelConfig, tokenizer: Any) -> 
     """Encoder and decoder loaded from the checkpoint(s) (the decoder with causal masks and fresh cross-attention),
     joined; start, pad and end tokens set on the config (CLS, PAD, SEP for BERT-like tokenizers)."""
     import dataclasses
+    import warnings
 
     from transformers import AutoModel, AutoModelForCausalLM, EncoderDecoderModel
 
     from cardgen.models import load_tokenizer, resolve_source
-
-    import warnings
 
     # EncoderDecoderModel warns on every loss it computes that v4.12 moved the loss out of the decoder: noise here.
     warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
