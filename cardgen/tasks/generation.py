@@ -56,6 +56,28 @@ def check_metrics(cfg: RunConfig) -> dict[str, Any]:
     return load_extra_metrics(cfg.generation.metrics)
 
 
+def require_columns(frame: Any, columns: dict[str, str], split: str, source: str) -> None:
+    """Each needed column present, else one error naming it, the columns the data has and the config key to set
+    (``columns``: column name -> the key that names it, e.g. ``seq2seq.source_column``)."""
+    for column, key in columns.items():
+        if column not in frame.columns:
+            from cardgen.errors import DataError
+
+            raise DataError(f"column {column!r} is missing from the {split} data ({source}); it has: "
+                            f"{', '.join(map(str, frame.columns))}", f"set {key} to the right column name")
+
+
+def check_references(frame: Any, column: str, split: str, source: str) -> None:
+    """Every reference a non-empty text: an empty reference cannot be scored (BLEU and chrF would count it)."""
+    from cardgen.errors import DataError
+
+    bad = [i for i, v in enumerate(frame[column]) if not isinstance(v, str) or not v.strip()]
+    if bad:
+        rows = ", ".join(str(i + 1) for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise DataError(f"{len(bad)} empty reference(s) in column {column!r} of the {split} data ({source}), "
+                        f"rows {rows}", "fill or remove those rows: an empty reference cannot be scored")
+
+
 def build_generation_config(cfg: RunConfig, tokenizer: Any, model: Any) -> Any:
     """The transformers GenerationConfig both models generate with: the config's decoding settings and the model's
     own end, pad and decoder-start tokens (greedy, stop at the end token, unless the config says otherwise)."""

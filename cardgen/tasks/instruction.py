@@ -30,7 +30,6 @@ from cardgen.data import (
     load_frames,
     make_split_record,
     new_data_record,
-    require_columns,
     split_frames,
     subsample,
     token_length_stats,
@@ -41,8 +40,10 @@ from cardgen.record import EvaluationRecord
 from cardgen.tasks.generation import (
     build_generation_config,
     check_metrics,
+    check_references,
     generate,
     method_text,
+    require_columns,
     score_outputs,
 )
 
@@ -98,16 +99,17 @@ def load_split_frames(cfg: RunConfig, tokenizer: Any, need_train: bool) -> tuple
     frames, sources, files = load_frames(d)
     for split, frame in frames.items():
         if ins.messages_column:
-            require_columns(frame, [ins.messages_column], split, sources[split])
+            require_columns(frame, {ins.messages_column: "instruction.messages_column"}, split, sources[split])
             rows = [_from_messages(v, i, split, sources[split], tokenizer)
                     for i, v in enumerate(frame[ins.messages_column])]
             frames[split] = pd.DataFrame(rows, columns=["source", "prompt", "completion"])
-            check_texts(frames[split], "completion", split, sources[split])
+            check_references(frames[split], "completion", split, sources[split])
             continue
         assert ins.prompt_column is not None
-        require_columns(frame, [ins.prompt_column, ins.completion_column], split, sources[split])
+        require_columns(frame, {ins.prompt_column: "instruction.prompt_column",
+                                ins.completion_column: "instruction.completion_column"}, split, sources[split])
         check_texts(frame, ins.prompt_column, split, sources[split])
-        check_texts(frame, ins.completion_column, split, sources[split])  # an empty reference cannot be scored
+        check_references(frame, ins.completion_column, split, sources[split])
         texts = [str(t) for t in frame[ins.prompt_column]]
         frames[split] = pd.DataFrame({"source": texts, "prompt": [render_prompt(cfg, tokenizer, t) for t in texts],
                                       "completion": [str(t) for t in frame[ins.completion_column]]})

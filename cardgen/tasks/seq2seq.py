@@ -22,7 +22,6 @@ from cardgen.data import (
     load_frames,
     make_split_record,
     new_data_record,
-    require_columns,
     split_frames,
     subsample,
     token_length_stats,
@@ -34,8 +33,10 @@ from cardgen.tasks.causal_lm import mark_base
 from cardgen.tasks.generation import (
     build_generation_config,
     check_metrics,
+    check_references,
     generate,
     method_text,
+    require_columns,
     score_outputs,
 )
 
@@ -89,18 +90,22 @@ def check_checkpoint(cfg: RunConfig, model_config: Any) -> None:
 
 
 def _check_lengths(cfg: RunConfig, model_config: Any) -> None:
+    """Sources against the encoder's positions; training targets and generated outputs (after the decoder's start
+    token) against the decoder's."""
     from cardgen.preflight import position_limit
 
-    s = cfg.seq2seq
+    s, new = cfg.seq2seq, cfg.generation.max_new_tokens
     encoder = getattr(model_config, "encoder", model_config)
     decoder = getattr(model_config, "decoder", model_config)
-    for key, value, config in (("seq2seq.max_source_length", s.max_source_length, encoder),
-                               ("seq2seq.max_target_length", s.max_target_length, decoder),
-                               ("generation.max_new_tokens", cfg.generation.max_new_tokens + 1, decoder)):
+    checks = (("seq2seq.max_source_length", s.max_source_length, 0, encoder, "encoder"),
+              ("seq2seq.max_target_length", s.max_target_length, 0, decoder, "decoder"),
+              ("generation.max_new_tokens", new, 1, decoder, "decoder"))
+    for key, value, extra, config, part in checks:
         found = position_limit(config) if config is not None else None
-        if found is not None and value > found[0]:
-            raise ConfigError(f"`{key}` is {value} tokens, longer than the model takes ({found[0]} positions, "
-                              f"{found[1]})", f"set {key} to at most {found[0] - (key.startswith('generation'))}")
+        if found is not None and value + extra > found[0]:
+            what = f"`{key}` ({value}) after the decoder's start token is {value + 1}" if extra else f"`{key}` is {value}"
+            raise ConfigError(f"{what} tokens, longer than the {part} takes ({found[0]} positions, {found[1]})",
+                              f"set {key} to at most {found[0] - extra}")
 
 
 def load_split_frames(cfg: RunConfig, need_train: bool) -> tuple[dict[str, pd.DataFrame], dict[str, str],
@@ -109,9 +114,10 @@ def load_split_frames(cfg: RunConfig, need_train: bool) -> tuple[dict[str, pd.Da
     d, s = cfg.data, cfg.seq2seq
     frames, sources, files = load_frames(d)
     for split, frame in frames.items():
-        require_columns(frame, [s.source_column, s.target_column], split, sources[split])
+        require_columns(frame, {s.source_column: "seq2seq.source_column", s.target_column: "seq2seq.target_column"},
+                        split, sources[split])
         check_texts(frame, s.source_column, split, sources[split])
-        check_texts(frame, s.target_column, split, sources[split])  # an empty reference cannot be scored
+        check_references(frame, s.target_column, split, sources[split])
         frames[split] = frame[[s.source_column, s.target_column]].set_axis(["source", "target"], axis=1)\
             .reset_index(drop=True)
     frames = split_frames(frames, sources, d, None, need_train)
