@@ -160,6 +160,9 @@ def prepare_data(cfg: RunConfig, tokenizer: Any, need_train: bool, model_config:
                           f"set generation.max_new_tokens to at most {max(1, found[0] - longest_prompt)}")
     record = new_data_record(cfg.data, [], records, files, cfg.instruction.completion_column)
     record.text_column = cfg.instruction.messages_column or cfg.instruction.prompt_column or "prompt"
+    from cardgen.data_report import data_report
+
+    record.report = data_report(frames, ["source"])  # duplicate inputs, and inputs shared between splits (leakage)
     return PreparedData(frames=frames, label_names=[], record=record)
 
 

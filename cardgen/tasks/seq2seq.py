@@ -143,6 +143,9 @@ def prepare_data(cfg: RunConfig, tokenizer: Any, need_train: bool, model_config:
                                            num_truncated=sum(n > cfg.seq2seq.max_source_length for n in lengths))
     record = new_data_record(cfg.data, [], records, files, cfg.seq2seq.target_column)
     record.text_column = cfg.seq2seq.source_column
+    from cardgen.data_report import data_report
+
+    record.report = data_report(frames, ["source"])  # duplicate inputs, and inputs shared between splits (leakage)
     record.max_length = cfg.seq2seq.max_source_length
     return PreparedData(frames=frames, label_names=[], record=record)
 
