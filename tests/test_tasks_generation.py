@@ -97,6 +97,8 @@ def test_seq2seq_card_metadata(t5_run: Path) -> None:
     assert "- generation_max_new_tokens: 10" in text and "- generation_num_beams: 1" in text
     assert "| BLEU | chrF | ROUGE-1 |" in text  # per-epoch table columns
     assert "null" not in text.split("---")[1]
+    lint = CliRunner().invoke(cli, ["lint", str(t5_run / "README.md")])
+    assert lint.exit_code == 0 and "0 problems" in lint.output, lint.output
 
 
 def test_every_generation_number_recomputes_from_run_json(t5_run: Path) -> None:
