@@ -29,8 +29,8 @@ from cardgen.record import (
     from_dict,
 )
 
-PERMUTATION_TEST = "paired permutation test over sentences (approximate randomization)"
-INTERVAL_METHOD = ("percentile bootstrap over sentences (corpus BLEU and chrF recomputed from each resample's summed "
+PERMUTATION_TEST = "paired permutation test over examples (approximate randomization)"
+INTERVAL_METHOD = ("percentile bootstrap over examples (corpus BLEU and chrF recomputed from each resample's summed "
                    "sacreBLEU statistics)")
 GENERATION_KEYS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match")
 TEXT_LIMIT = 300  # characters of each text kept in the examples table
@@ -129,6 +129,8 @@ def generation_comparison(task: str, base: EvaluationRecord, fine_tuned: Evaluat
         rows += score_comparison("causal-lm", base, fine_tuned, base_model=base_model,
                                  fine_tuned_model=fine_tuned_model, n_resamples=n_resamples, confidence=confidence,
                                  seed=seed).metrics
+        for row in rows:  # the same test: each example's two (NLL, tokens) swapped with probability 1/2
+            row.test = PERMUTATION_TEST
     for key in (k for k in GENERATION_KEYS if k in fine_tuned.metrics and k in base.metrics):
         row, boot_p[key] = metric_row(key, b_out, f_out, n_resamples=n_resamples, confidence=confidence, seed=seed)
         rows.append(row)
