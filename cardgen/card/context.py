@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cardgen.card.format import card_path, fmt, md_escape, signed
+from cardgen.card.generation import data_note, generation_context, generation_hyperparameters, is_generation
 from cardgen.card.metadata import base_model_id, dataset_ids, model_display_name
 from cardgen.data_report import leakage_warnings
 from cardgen.record import EvaluationRecord, RunRecord
@@ -160,8 +161,6 @@ def _evaluation_note(record: RunRecord) -> str | None:
 def _data_note(record: RunRecord) -> str:
     """The line above the splits table: what was cut, windowed or masked."""
     task, size = record.model.task, record.data.max_length
-    from cardgen.card.generation import data_note, is_generation
-
     if is_generation(record):  # seq2seq, or a causal LM on instruction data
         return data_note(record)
     lm = record.config.get("lm") or {}
@@ -253,10 +252,14 @@ def _speed(record: RunRecord) -> dict[str, Any] | None:
     return speed_context(record.benchmark)
 
 
+def _task_name(record: RunRecord) -> str:
+    """The task in words; seq2seq by its pipeline tag (Translation, Summarization, Text2Text Generation)."""
+    return PIPELINE_TAG_NAMES.get(record.model.pipeline_tag) or TASK_NAMES.get(record.model.task, record.model.task)
+
+
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
     from cardgen.card.comparison import comparison_context
-    from cardgen.card.generation import generation_context, generation_hyperparameters
 
     card_cfg = record.config.get("card", {})
     env = record.environment
@@ -279,8 +282,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "base_model_link": f"https://huggingface.co/{base_id}" if base_id else None,
         "trained": record.training is not None,
         "task": record.model.task,
-        "task_name": PIPELINE_TAG_NAMES.get(record.model.pipeline_tag) or TASK_NAMES.get(record.model.task,
-                                                                                         record.model.task),
+        "task_name": _task_name(record),
         "dataset_name": md_escape(dname),
         "dataset_link": f"https://huggingface.co/datasets/{record.data.hub_dataset}" if record.data.hub_dataset
         else None,
