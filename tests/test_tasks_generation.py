@@ -257,3 +257,16 @@ class LengthRatio(evaluate.Metric):
     assert "rouge1" not in record.evaluation.metrics  # only the metrics the config names
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| length\\_ratio ratio |" in card and "### Sample outputs" in card
+
+
+def test_a_seq2seq_run_benchmarks_forward_passes_and_generation(t5: Path, translation_data: Path,
+                                                                tmp_path: Path) -> None:
+    cfg = seq2seq_config(t5, translation_data, tmp_path / "out", training={"num_epochs": 1},
+                         benchmark={"enabled": True, "batch_sizes": [1], "sequence_length": 12, "min_iterations": 2,
+                                    "min_seconds": 0.05})
+    record = run(load_config(data=cfg)).record
+    assert record.benchmark is not None
+    for model in record.benchmark.models.values():  # base and fine-tuned, interleaved
+        assert model.batches[0].latency.mean_s > 0  # encoder and decoder forward (teacher-forced)
+        assert model.generation[0].time_to_first_token.mean_s > 0 and model.generation[0].new_tokens == 16
+    assert "Decode tokens/s" in (tmp_path / "out" / "README.md").read_text()
