@@ -210,6 +210,14 @@ def test_instruction_tuning_of_a_causal_lm(translation_data: Path, tmp_path: Pat
     assert card.data.pipeline_tag == "text-generation"
     assert card.data.widget[0]["messages"][0]["content"].startswith("translate to german: ")
     assert {"perplexity", "bleu", "chrf"} <= {r.metric_type for r in card.data.eval_results}
+    # `cardgen compare` of the two checkpoints evaluates them as the run did (FT's recorded instruction settings)
+    out_json = tmp_path / "cmp.json"
+    result = CliRunner().invoke(cli, ["compare", str(lm), str(tmp_path / "out"), "--task", "causal-lm", "--data",
+                                      str(translation_data / "test.jsonl"), "--bootstrap", "200", "--json",
+                                      str(out_json), "-q"])
+    assert result.exit_code == 0, result.output
+    compared = {m["key"]: m["fine_tuned"] for m in json.loads(out_json.read_text())["metrics"]}
+    assert compared == {m.key: pytest.approx(m.fine_tuned) for m in record.comparison.metrics}
 
 
 def test_messages_column_uses_the_chat_template(tmp_path: Path) -> None:
