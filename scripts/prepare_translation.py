@@ -44,7 +44,8 @@ DEBIAN_PACKAGES = ("coreutils", "tar", "grep", "sed", "findutils", "diffutils")
 LICENSES = {"django": "BSD-3-Clause (Django Software Foundation and contributors)"}
 DEBIAN_LICENSE = "GPL-3.0-or-later (GNU project; translations by the Translation Project)"
 
-PLACEHOLDER = re.compile(r"%(\(\w+\))?[-+ #0']*(\d+\$)?\*?\d*(\.\d+)?(hh|h|ll|l|L|q|j|z|t)?[a-zA-Z%]|\{[^}]*\}")
+PLACEHOLDER = re.compile(r"%(\(\w+\))?[-+ #0']*(\d+\$)?(\*|\d+)?(\.(\*|\d+))?(hh|h|ll|l|L|q|j|z|t)?[a-zA-Z%]"
+                         r"|\{[^}]*\}")
 BAD = re.compile(r"\t|\n|  |^-|--|https?:|www\.|[<>`\\]|\$\{|\$[A-Za-z]")
 ACCELERATOR = re.compile(r"(?<!\w)[_&](?=\w)")
 

@@ -41,6 +41,8 @@ def mo_file(entries: dict[str, str]) -> bytes:
     ("That page number is not an integer", "That page number is not an integer"),
     ("cannot open %s for reading", None),
     ("%1$s: invalid option", None),
+    ("%.*s: ARGP_HELP_FMT parameter requires a value", None),
+    ("%-*s  %s", None),
     ("Ensure this value has at most {max} characters", None),
     ("  -a, --all     do not ignore entries", None),
     ("Try 'ls --help' for more information.", None),
