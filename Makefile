@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo       set up, prepare the VADER data and run examples/sentiment.yaml -> runs/sentiment"
-	@echo "make examples   the causal-LM, masked-LM and QA examples -> runs/{causal_lm,masked_lm,qa}"
+	@echo "make examples   the causal-LM, masked-LM, QA and translation examples -> runs/<name>"
 	@echo "make test       set up and run every test (fast and slow) on CPU"
 	@echo "make test-fast  only the fast tests"
 	@echo "make lint       ruff and mypy"
@@ -38,16 +38,19 @@ data/vader/general.jsonl: scripts/prepare_vader.py | $(BIN)/cardgen
 data/qa/test.jsonl: scripts/make_qa_data.py | $(BIN)/cardgen
 	$(BIN)/python scripts/make_qa_data.py --out data/qa
 
-data: data/vader/test.jsonl data/vader/general.jsonl data/qa/test.jsonl
+# English-German gettext messages (Django wheel, BSD; Debian catalogs, GPL): fetched here, never committed.
+data/translation/test.jsonl: scripts/prepare_translation.py | $(BIN)/cardgen
+	$(BIN)/python scripts/prepare_translation.py --out data/translation
+
+data: data/vader/test.jsonl data/vader/general.jsonl data/qa/test.jsonl data/translation/test.jsonl
 
 demo: setup data
 	$(BIN)/cardgen run examples/sentiment.yaml --output runs/sentiment --overwrite
 	@echo "The card: runs/sentiment/README.md"
 
 examples: setup data
-	for ex in causal_lm masked_lm qa; do $(BIN)/cardgen run examples/$$ex.yaml --output runs/$$ex --overwrite || exit 1; done
-	@echo "The cards: runs/causal_lm/README.md runs/masked_lm/README.md runs/qa/README.md"
-	for ex in sentiment_lora causal_lm_lora; do $(BIN)/cardgen run examples/$$ex.yaml --output runs/$$ex --overwrite || exit 1; done
+	for ex in causal_lm masked_lm qa translation_lm translation_seq2seq sentiment_lora causal_lm_lora; do $(BIN)/cardgen run examples/$$ex.yaml --output runs/$$ex --overwrite || exit 1; done
+	@echo "The cards: runs/{causal_lm,masked_lm,qa,translation_lm,translation_seq2seq,sentiment_lora,causal_lm_lora}/README.md"
 
 test: setup data
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)

@@ -248,7 +248,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
     model_record = ModelRecord(
         base_model=cfg.model.name_or_path,
         task=cfg.task,
-        pipeline_tag=task.PIPELINE_TAG,
+        pipeline_tag=task.pipeline_tag(cfg) if hasattr(task, "pipeline_tag") else task.PIPELINE_TAG,
         architecture=type(unwrapped(inputs.loaded.model)).__name__,
         num_parameters=num_parameters(inputs.loaded.model),
         revision=cfg.model.revision,

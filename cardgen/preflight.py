@@ -63,6 +63,8 @@ def run_lengths(cfg: RunConfig, tokenizer: Any) -> list[Length]:
             n = len(tokenizer(prompt)["input_ids"]) if tokenizer is not None else 0
             lengths.append(Length(f"lm.max_new_tokens ({cfg.lm.max_new_tokens}) with lm.prompts[{i}] ({n} tokens)",
                                   n + cfg.lm.max_new_tokens))
+    elif cfg.task == "seq2seq":  # sources are cut at seq2seq.max_source_length (the task checks the decoder's)
+        lengths.append(Length("seq2seq.max_source_length", cfg.seq2seq.max_source_length))
     else:
         # The tasks cut inputs at data.max_length, capped by the tokenizer's own limit when it has one.
         cap = tokenizer_limit(tokenizer)

@@ -31,9 +31,18 @@ def selection_metric(cfg: RunConfig, task: Any) -> tuple[str, bool]:
     return metric, task.GREATER_IS_BETTER if metric == task.DEFAULT_METRIC else metric not in ("loss", "perplexity")
 
 
-def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_better: bool) -> Any:
-    """TrainingArguments from the config; extra_args pass straight through and are checked by transformers."""
+def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_better: bool, task: Any = None) -> Any:
+    """TrainingArguments from the config; extra_args pass straight through and are checked by transformers.
+
+    A task may train with another arguments class and add settings (``task.training_arguments(cfg)``, e.g. the
+    seq2seq task's ``Seq2SeqTrainingArguments`` with ``predict_with_generate``); extra_args still win.
+    """
     from transformers import TrainingArguments
+
+    args_class: Any = TrainingArguments
+    task_kwargs: dict[str, Any] = {}
+    if task is not None and hasattr(task, "training_arguments"):
+        args_class, task_kwargs = task.training_arguments(cfg)
 
     t = cfg.training
     assert t is not None
@@ -79,11 +88,12 @@ def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_be
         kwargs["logging_steps"] = t.logging_steps or kwargs["eval_steps"]
     kwargs.update(precision_arguments(t.mixed_precision))
     if t.gradient_checkpointing:  # transformers 5 calls it activation checkpointing (the old name warns)
-        fields = TrainingArguments.__dataclass_fields__
+        fields = args_class.__dataclass_fields__
         kwargs["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = True
+    kwargs.update(task_kwargs)
     kwargs.update(t.extra_args)
     try:
-        return TrainingArguments(**kwargs)
+        return args_class(**kwargs)
     except TypeError as exc:
         bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
         raise ConfigError(f"`training.extra_args.{bad}` is not a TrainingArguments field",
@@ -223,7 +233,7 @@ def _callbacks(progress: Progress, stop: _StopFlag, patience: int | None) -> lis
     return callbacks
 
 
-def _trainer_class() -> Any:
+def _trainer_class(base: Any = None) -> Any:
     """transformers.Trainer whose length-grouped batches are a function of (data_seed, epoch) alone.
 
     The stock sampler draws each epoch's order from the global torch RNG, whose state at the start of an epoch
@@ -249,7 +259,7 @@ def _trainer_class() -> Any:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
-    class SeededTrainer(Trainer):  # type: ignore[misc]
+    class SeededTrainer(base or Trainer):  # type: ignore[misc]
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             sampler = super()._get_train_sampler(train_dataset)
             if isinstance(sampler, LengthGroupedSampler) and sampler.generator is None:
@@ -305,11 +315,11 @@ def train(
     progress = progress or NullProgress()
     t: TrainingConfig = cfg.training  # type: ignore[assignment]
     metric, greater = selection_metric(cfg, task)
-    args = training_arguments(cfg, out_dir, metric, greater)
+    args = training_arguments(cfg, out_dir, metric, greater, task)
     train_ds = task.train_dataset(data.frames["train"], loaded.tokenizer, cfg, "train")
     eval_ds = task.train_dataset(data.frames["validation"], loaded.tokenizer, cfg, "validation")
     stop = _StopFlag()
-    trainer = _trainer_class()(
+    trainer = _trainer_class(task.trainer_base() if hasattr(task, "trainer_base") else None)(
         model=loaded.model,
         args=args,
         train_dataset=train_ds,
@@ -318,6 +328,7 @@ def train(
         data_collator=task.collator(loaded.tokenizer, cfg),
         compute_metrics=task.trainer_metrics(cfg, data.label_names),
         callbacks=(callbacks := _callbacks(progress, stop, t.early_stopping_patience) + list(extra_callbacks)),
+        **(task.trainer_kwargs(cfg) if hasattr(task, "trainer_kwargs") else {}),
     )
     trainer.remove_callback(PrinterCallback)  # cardgen reports progress itself
     checkpoint = last_checkpoint(out_dir) if resume else None

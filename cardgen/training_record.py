@@ -37,7 +37,8 @@ def effective_arguments(args: Any) -> tuple[dict[str, Any], list[str]]:
 
     values = {f.name: jsonable(getattr(args, f.name)) for f in dataclasses.fields(args) if f.init}
     values = {k: v for k, v in values.items() if not k.startswith("_") and "token" not in k}
-    defaults = TrainingArguments(output_dir=args.output_dir)
+    # Defaults of the same class (a task may train with Seq2SeqTrainingArguments, which has fields of its own).
+    defaults = (type(args) if isinstance(args, TrainingArguments) else TrainingArguments)(output_dir=args.output_dir)
     non_default = [k for k, v in values.items() if k != "output_dir"
                    and v != jsonable(getattr(defaults, k, None))]
     return values, non_default

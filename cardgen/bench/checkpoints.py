@@ -165,6 +165,6 @@ def bench_checkpoints(checkpoint: str, vs: str | None = None, *, batch_sizes: Se
 
 
 def _generates(model: Any) -> bool:
+    """Causal LMs and seq2seq models get the time-to-first-token and decode-speed scenario."""
     can = getattr(model, "can_generate", None)
-    config = getattr(model, "config", None)
-    return bool(can and can()) and not getattr(config, "is_encoder_decoder", False)
+    return bool(can and can())

@@ -294,6 +294,8 @@ def _forward_slots(models: Mapping[str, tuple[Any, Any]], runners: Mapping[str, 
             arrays = synthetic_batch(ids[:batch_size], input_names(tokenizer))
         else:
             arrays = text_batch(inputs, batch_size, sequence_length, tokenizer, pad_id_of(tokenizer, model))
+        if getattr(model.config, "is_encoder_decoder", False):  # seq2seq: the decoder reads a sequence as long
+            arrays["decoder_input_ids"] = arrays["input_ids"].copy()  # as the source (teacher-forced forward)
         batch = to_device(arrays, device)
         shapes[name] = (arrays["input_ids"].shape[1], int(arrays["attention_mask"].sum()))
         slots[name] = Slot(call=partial(runners[name], **batch), device=device)
@@ -372,7 +374,7 @@ def benchmark_generation(
         def check(key: Hashable, output: Any) -> None:
             model_name, kind = str(key[0]), str(key[1])  # type: ignore[index]
             expected = 1 if kind == "ttft" else new_tokens
-            produced = output.shape[-1] - prompt_widths[model_name]
+            produced = output.shape[-1] - _output_offset(models[model_name][0], prompt_widths[model_name])
             if produced != expected:
                 raise ModelError(f"model `{model_name}` generated {produced} new tokens instead of {expected}",
                                  hint="check its generation config (stop strings, max_length)")
@@ -394,6 +396,12 @@ def finish_record(bench: BenchmarkRecord, start: float) -> None:
     bench.seconds = round(time.perf_counter() - start, 3)
     if hasattr(os, "getloadavg"):
         bench.load_average = [round(x, 2) for x in os.getloadavg()]
+
+
+def _output_offset(model: Any, prompt_width: int) -> int:
+    """Where the new tokens start in generate()'s output: after the prompt for a decoder-only model, after the
+    decoder's start token for an encoder-decoder."""
+    return 1 if getattr(model.config, "is_encoder_decoder", False) else prompt_width
 
 
 def _generation_slots(models: Mapping[str, tuple[Any, Any]], ids: np.ndarray | None, inputs: Any, batch_size: int,

@@ -78,7 +78,7 @@ def benchmark_stage(cfg: RunConfig, task: Any, loaded: LoadedModel, data: Any, *
         sizes["model"] = (adapter_size(base_path) or size_on_disk(base_path)) if base_path else None
     if is_peft_model(loaded.model):
         notes += _add_merged(models, load_s, sizes, loaded, device, progress)
-    causal = task.NAME == "causal-lm"
+    causal = task.NAME in ("causal-lm", "seq2seq")  # both generate: first token and decode speed
     length = b.sequence_length
     progress.note(f"forward passes at batch sizes {', '.join(map(str, b.batch_sizes))}, {length} tokens")
     bench = benchmark_models(

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from cardgen.card.format import card_path, fmt, md_escape, signed
+from cardgen.card.generation import data_note, generation_context, generation_hyperparameters, is_generation
 from cardgen.card.metadata import base_model_id, dataset_ids, model_display_name
 from cardgen.data_report import leakage_warnings
 from cardgen.record import EvaluationRecord, RunRecord
 from cardgen.stats.metrics import LOWER_IS_BETTER, METRIC_NAMES
-from cardgen.tasks.catalog import TASK_NAMES
+from cardgen.tasks.catalog import PIPELINE_TAG_NAMES, TASK_NAMES
 
 # Kept in run.json but left out of the per-epoch table to keep it readable.
 NEWLY_INITIALIZED_SHOWN = 8  # weight names listed in the card; the rest are counted
@@ -160,6 +161,8 @@ def _evaluation_note(record: RunRecord) -> str | None:
 def _data_note(record: RunRecord) -> str:
     """The line above the splits table: what was cut, windowed or masked."""
     task, size = record.model.task, record.data.max_length
+    if is_generation(record):  # seq2seq, or a causal LM on instruction data
+        return data_note(record)
     lm = record.config.get("lm") or {}
     qa = record.config.get("qa") or {}
     ev = record.evaluation
@@ -215,9 +218,10 @@ def _base_vs_finetuned(record: RunRecord) -> dict[str, Any] | None:
     intervals = None
     if c is not None and stats:
         test = next(iter(stats.values())).test
+        unit = "examples" if c.generation is not None else "documents"
         intervals = (f"{c.confidence * 100:g}% intervals in brackets, from a {c.interval_method} "
-                     f"({c.num_examples} documents, {c.bootstrap_samples} resamples, seed {c.seed}; base, fine-tuned "
-                     f"and change use the same resampled documents); p-values from a {test} "
+                     f"({c.num_examples} {unit}, {c.bootstrap_samples} resamples, seed {c.seed}; base, fine-tuned "
+                     f"and change use the same resampled {unit}); p-values from a {test} "
                      f"({c.permutations:,} permutations, two-sided).")
     return {"split": ft.split, "n": ft.num_examples, "rows": rows, "meaningful": meaningful,
             "note": base.extra.get("note"), "same_inputs": same, "intervals": intervals,
@@ -250,6 +254,11 @@ def _speed(record: RunRecord) -> dict[str, Any] | None:
     return speed_context(record.benchmark)
 
 
+def _task_name(record: RunRecord) -> str:
+    """The task in words; seq2seq by its pipeline tag (Translation, Summarization, Text2Text Generation)."""
+    return PIPELINE_TAG_NAMES.get(record.model.pipeline_tag) or TASK_NAMES.get(record.model.task, record.model.task)
+
+
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
     from cardgen.card.adapter import adapter_context, resources_context
@@ -279,7 +288,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "base_model_link": f"https://huggingface.co/{base_id}" if base_id else None,
         "trained": record.training is not None,
         "task": record.model.task,
-        "task_name": TASK_NAMES.get(record.model.task, record.model.task),
+        "task_name": _task_name(record),
         "dataset_name": md_escape(dname),
         "dataset_link": f"https://huggingface.co/datasets/{record.data.hub_dataset}" if record.data.hub_dataset
         else None,
@@ -297,7 +306,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "splits": _splits(record),
         "max_length": record.data.max_length,
         "files": [(md_escape(Path(p).name), h[:12]) for p, h in record.data.files.items()],
-        "hyperparameters": hp,
+        "hyperparameters": hp + generation_hyperparameters(record),
         "other_settings": other,
         "epoch_table": _epoch_table(record),
         "stopped_early": bool(record.training and record.training.stopped_early),
@@ -329,6 +338,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "data_note": _data_note(record),
         "base_vs_finetuned": _base_vs_finetuned(record),
         "generations": _generations(record),
+        "generation_quality": generation_context(record),
         "benchmark": _speed(record),
         "data_report": _data_report(record),
         "leakage": _leakage(record),

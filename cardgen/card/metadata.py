@@ -11,7 +11,7 @@ from cardgen.card.energy import co2_metadata
 from cardgen.card.format import slug
 from cardgen.record import RunRecord
 from cardgen.stats.metrics import METRIC_NAMES, METRIC_TYPES
-from cardgen.tasks.catalog import CARD_METRICS, PIPELINE_TAGS, TASK_NAMES
+from cardgen.tasks.catalog import CARD_METRICS, PIPELINE_TAG_NAMES, PIPELINE_TAGS, TASK_NAMES
 
 
 def model_display_name(record: RunRecord) -> str:
@@ -47,6 +47,8 @@ def eval_results(record: RunRecord) -> list[Any]:
     """huggingface_hub EvalResult entries: the fine-tuned model's test results only."""
     from huggingface_hub import EvalResult
 
+    from cardgen.card.generation import metric_signature
+
     ev = record.evaluation
     if ev is None:
         return []
@@ -58,8 +60,8 @@ def eval_results(record: RunRecord) -> list[Any]:
         if value is None:
             continue
         kwargs: dict[str, Any] = {
-            "task_type": PIPELINE_TAGS.get(task, task),
-            "task_name": TASK_NAMES.get(task, task),
+            "task_type": record.model.pipeline_tag or PIPELINE_TAGS.get(task, task),
+            "task_name": PIPELINE_TAG_NAMES.get(record.model.pipeline_tag, TASK_NAMES.get(task, task)),
             "dataset_type": dtype,
             "dataset_name": dname,
             "dataset_split": ev.split,
@@ -67,6 +69,9 @@ def eval_results(record: RunRecord) -> list[Any]:
             "metric_value": round(float(value), 4),
             "metric_name": METRIC_NAMES.get(key, key),
         }
+        signature = metric_signature(record, key)  # sacreBLEU's signature for BLEU and chrF
+        if signature:
+            kwargs["metric_args"] = {"signature": signature}
         if record.data.hub_config:
             kwargs["dataset_config"] = record.data.hub_config
         if record.data.hub_revision:
@@ -101,6 +106,9 @@ def card_data(record: RunRecord) -> Any:
         "eval_results": results or None,
         "co2_eq_emissions": co2_metadata(record),
     }
+    from cardgen.card.generation import generation_widget
+
+    kwargs["widget"] = generation_widget(record) or None  # generation tasks: test prompts
     return ModelCardData(**{k: v for k, v in kwargs.items() if v is not None})
 
 

@@ -305,7 +305,12 @@ def render_markdown(comparison: Comparison, base_name: str | None = None) -> str
     if comparison.task != "text-classification":
         from cardgen.card.comparison import markdown_context
 
-        return str(env.get_template("partials/score_comparison.md.j2").render(
-            comparison=markdown_context(comparison)))
+        text = str(env.get_template("partials/score_comparison.md.j2").render(comparison=markdown_context(comparison)))
+        if comparison.generation is not None:  # seq2seq, instruction-tuned causal LM: the examples that moved most
+            from cardgen.card.generation import examples_context
+
+            text += str(env.get_template("partials/generation_examples.md.j2").render(
+                examples=examples_context(comparison.generation, comparison.num_examples)))
+        return text
     text = env.get_template("partials/comparison.md.j2").render(comparison=comparison_context(comparison, base_name))
     return str(text)

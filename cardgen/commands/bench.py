@@ -24,8 +24,8 @@ from cardgen.commands.common import handle_errors, parse_number, quiet_libraries
 def bench(checkpoint: str, base: str | None, batch_sizes: str, seq_len: str, precision: str, compile_: bool,
           min_iterations: str, min_seconds: str, as_json: bool) -> None:
     """Latency (mean, p50, p90, p99), throughput, memory, load time and size of CHECKPOINT, and of BASE with
-    --vs, measured in the same process in interleaved rounds. Causal LMs also get time to first token and
-    decode speed.
+    --vs, measured in the same process in interleaved rounds. Causal LMs and seq2seq models also get time to
+    first token and decode speed.
     """
     from cardgen.bench.checkpoints import bench_checkpoints
     from cardgen.card.speed import cli_tables, describe, model_summary

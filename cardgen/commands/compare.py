@@ -16,7 +16,8 @@ from cardgen.config.gate import RequireRule
 @click.option("--data", required=True, metavar="FILE_OR_DATASET",
               help="Evaluation data: a csv/tsv/json/jsonl/parquet file, or a Hub dataset (or saved dataset dir).")
 @click.option("--task", default="text-classification", show_default=True,
-              help="The task of both models: text-classification, causal-lm, masked-lm or question-answering.")
+              help="The task of both models: text-classification, causal-lm, masked-lm, question-answering or "
+                   "seq2seq.")
 @click.option("--split", default="test", show_default=True, help="The split to evaluate on.")
 @click.option("--text-column", default="text", show_default=True, help="Column with the input text.")
 @click.option("--label-column", default="label", show_default=True, help="Column with the gold label.")
@@ -51,6 +52,8 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     on its frozen features, fitted on --train; accuracy gets an exact McNemar test. Causal LM, masked LM and QA
     (--task): both models are evaluated by the task on the same documents (windows, masks and QA settings from
     FT's run.json when FT is a `cardgen run` output) with intervals and permutation tests over documents.
+    Seq2seq and instruction-tuned causal LMs: both generate for the same prompts with FT's recorded
+    GenerationConfig; BLEU, chrF, ROUGE and exact match with paired intervals and tests over sentences.
     """
     import json
 

@@ -117,14 +117,10 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
                                  label_names=label_names, max_length=max_length, train=train,
                                  dataset_config=dataset_config)
     if task != "text-classification":
-        from cardgen.compare.documents import compare_checkpoints
-
-        for key in ("label_column", "label_names"):
-            data_section.pop(key, None)
-        comparison = compare_checkpoints(base, fine_tuned, data_section, task=task, split=split,
-                                         batch_size=batch_size, sections=_recorded_sections(recorded, task),
-                                         n_resamples=bootstrap_samples, confidence=confidence, seed=seed,
-                                         progress=progress, n_permutations=permutations)
+        comparison = _compare_scores(base, fine_tuned, data_section, task=task, split=split, batch_size=batch_size,
+                                     sections=_recorded_sections(recorded, task), n_resamples=bootstrap_samples,
+                                     confidence=confidence, seed=seed, progress=progress,
+                                     n_permutations=permutations)
         comparison.seconds = round(time.perf_counter() - start, 2)
         comparison.recorded_base_model, comparison.warnings = recorded_base, warnings
         return comparison
@@ -175,6 +171,20 @@ def _compare(base: str, fine_tuned: str, data: str, *, task: str, split: str, te
     comparison.fine_tuned_evaluation = ft_eval
     comparison.seconds = round(time.perf_counter() - start, 2)
     comparison.recorded_base_model, comparison.warnings = recorded_base, warnings
+    return comparison
+
+
+def _compare_scores(base: str, fine_tuned: str, data_section: dict[str, Any], *, task: str,
+                    sections: dict[str, Any], **kwargs: Any) -> Comparison:
+    """LM, QA and generation tasks: both evaluated by the task on the same examples (documents.py), or, for seq2seq
+    and causal LMs tuned on instructions, both generating for the same prompts (generation.py)."""
+    from cardgen.compare import documents, generation
+
+    for key in ("label_column", "label_names"):
+        data_section.pop(key, None)
+    module: Any = generation if generation.is_generation(task, sections) else documents
+    comparison: Comparison = module.compare_checkpoints(base, fine_tuned, data_section, task=task, sections=sections,
+                                                        **kwargs)
     return comparison
 
 
@@ -346,4 +356,5 @@ def _recorded_sections(run: dict[str, Any], task: str) -> dict[str, Any]:
     config = run.get("config") or {}
     if not isinstance(config, dict) or config.get("task") != task:
         return {}
-    return {key: config[key] for key in ("lm", "qa") if isinstance(config.get(key), dict)}
+    return {key: config[key] for key in ("lm", "qa", "generation", "seq2seq", "instruction")
+            if isinstance(config.get(key), dict)}

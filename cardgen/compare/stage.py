@@ -120,7 +120,8 @@ def _score_stage(cfg: RunConfig, task: Any, base: EvaluationRecord | None, ev: E
     """LM and QA tasks: intervals and paired tests from the per-document scores both evaluations kept."""
     from cardgen.compare.documents import score_comparison, supports
 
-    if base is None or not supports(task.NAME):
+    generation = base is not None and "generation" in base.extra and "generation" in ev.extra
+    if base is None or not (supports(task.NAME) or generation):
         return None
     if not base.extra.get("meaningful", True):
         progress.note("the base model's head is newly initialised: its numbers are shown as not meaningful, "
@@ -128,9 +129,17 @@ def _score_stage(cfg: RunConfig, task: Any, base: EvaluationRecord | None, ev: E
         return None
     start = time.perf_counter()
     c = cfg.compare
-    comparison = score_comparison(task.NAME, base, ev, base_model=base_name,
-                                  fine_tuned_model=_run_name(cfg), n_resamples=c.bootstrap_samples,
-                                  confidence=c.confidence, seed=c.seed, n_permutations=c.permutations)
+    if generation:
+        from cardgen.compare.generation import generation_comparison
+
+        comparison = generation_comparison(task.NAME, base, ev, base_model=base_name,
+                                           fine_tuned_model=_run_name(cfg), n_resamples=c.bootstrap_samples,
+                                           confidence=c.confidence, seed=c.seed, n_permutations=c.permutations,
+                                           num_examples=cfg.generation.examples)
+    else:
+        comparison = score_comparison(task.NAME, base, ev, base_model=base_name,
+                                      fine_tuned_model=_run_name(cfg), n_resamples=c.bootstrap_samples,
+                                      confidence=c.confidence, seed=c.seed, n_permutations=c.permutations)
     comparison.seconds = round(time.perf_counter() - start, 2)
     return comparison
 

@@ -16,6 +16,7 @@ from cardgen.config.energy import EnergyConfig
 from cardgen.config.experiments import SearchParam, SweepConfig
 from cardgen.config.gate import RequireRule, rule_problems
 from cardgen.config.general import GeneralDataConfig
+from cardgen.config.generation import GenerationSection, InstructionSection, Seq2SeqSection
 from cardgen.config.peft import AdapterConfig
 from cardgen.config.schema import apply_overrides, build, merge, nearest
 from cardgen.config.sections import (
@@ -38,10 +39,10 @@ from cardgen.errors import ConfigError
 from cardgen.files import DuplicateKey, resolve_config_paths, unique_key_loader
 
 __all__ = [
-    "AdapterConfig", "NEW_TOKENS", "PROMPT_LENGTH", "TASKS", "TASK_ALIASES", "BenchmarkConfig", "CardConfig", "CompareConfig",
-    "DataConfig", "EvaluationConfig", "LMConfig", "ModelConfig", "OutputConfig", "QAConfig", "RunConfig",
-    "SearchParam", "SweepConfig", "TrainingConfig", "dump_config", "load_config",
-    "EnergyConfig", "GeneralDataConfig", "RequireRule",
+    "AdapterConfig", "NEW_TOKENS", "PROMPT_LENGTH", "TASKS", "TASK_ALIASES", "BenchmarkConfig", "CardConfig",
+    "CompareConfig", "DataConfig", "EvaluationConfig", "GenerationSection", "InstructionSection", "LMConfig",
+    "ModelConfig", "OutputConfig", "QAConfig", "RunConfig", "SearchParam", "Seq2SeqSection", "SweepConfig",
+    "TrainingConfig", "dump_config", "load_config", "EnergyConfig", "GeneralDataConfig", "RequireRule",
 ]
 
 
@@ -63,6 +64,9 @@ class RunConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)  # used by `cardgen sweep` only
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     peft: AdapterConfig | None = None  # LoRA on a frozen base instead of fine-tuning every weight
+    generation: GenerationSection = field(default_factory=GenerationSection)
+    seq2seq: Seq2SeqSection = field(default_factory=Seq2SeqSection)
+    instruction: InstructionSection = field(default_factory=InstructionSection)
 
     def _checks(self) -> list[tuple[str, str]]:
         if self.task not in TASKS:

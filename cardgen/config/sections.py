@@ -11,7 +11,7 @@ from typing import Any, Literal
 from cardgen.config.gate import RequireRule
 from cardgen.config.general import GeneralDataConfig
 
-TASKS = ("text-classification", "masked-lm", "causal-lm", "question-answering")
+TASKS = ("text-classification", "masked-lm", "causal-lm", "question-answering", "seq2seq")
 TASK_ALIASES = {
     "classification": "text-classification",
     "sequence-classification": "text-classification",
@@ -21,6 +21,10 @@ TASK_ALIASES = {
     "clm": "causal-lm",
     "qa": "question-answering",
     "extractive-qa": "question-answering",
+    "translation": "seq2seq",
+    "summarization": "seq2seq",
+    "text2text-generation": "seq2seq",
+    "text2text": "seq2seq",
 }
 
 # The speed benchmark's generation scenario (fixed, so runs compare): prompt tokens and new tokens.

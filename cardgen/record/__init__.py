@@ -30,6 +30,7 @@ from cardgen.record.experiments import (
     SweepTrial,
 )
 from cardgen.record.general import GeneralRecord
+from cardgen.record.generation import GenerationComparison, GenerationExample, GenerationOutputs
 from cardgen.record.reproduce import Change, DriftRow, ReproduceReport
 from cardgen.record.run import (
     SCHEMA_VERSION,
@@ -45,8 +46,9 @@ from cardgen.record.serialize import from_dict, load_record, save_record, to_dic
 from cardgen.record.verdict import RuleResult, Verdict
 
 __all__ = [
-    "SCHEMA_VERSION", "AdapterRecord", "ResourcesRecord", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "Comparison", "DataRecord",
-    "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample", "GenerationResult",
+    "SCHEMA_VERSION", "AdapterRecord", "ResourcesRecord", "BatchResult", "BenchmarkRecord", "BenchmarkSettings",
+    "Comparison", "DataRecord", "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample",
+    "GenerationComparison", "GenerationExample", "GenerationOutputs", "GenerationResult",
     "LatencyStats", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord", "RunRecord",
     "SplitRecord", "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
     "ExperimentsRecord", "SearchSpaceEntry", "SeedRun", "SeedsRecord", "SpreadStats", "SweepRecord", "SweepTrial",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cardgen.record.generation import GenerationComparison
+
 
 @dataclass
 class EvaluationRecord:
@@ -100,3 +102,5 @@ class Comparison:
     # and what the user should know, e.g. that BASE is not that model.
     recorded_base_model: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Generation tasks: the largest gains and losses by sentence chrF, signatures, sacreBLEU-style bootstrap p-values.
+    generation: GenerationComparison | None = None

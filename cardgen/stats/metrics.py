@@ -11,13 +11,17 @@ import numpy as np
 # Hub ``model-index`` metric types and display names of the metric keys cardgen records.
 METRIC_TYPES = {"accuracy": "accuracy", "f1_macro": "f1", "precision_macro": "precision", "recall_macro": "recall",
                 "f1_positive": "f1", "perplexity": "perplexity", "exact_match": "exact_match", "f1": "f1",
-                "bits_per_byte": "bits_per_byte"}
+                "bits_per_byte": "bits_per_byte",
+                "bleu": "bleu", "chrf": "chrf", "rouge1": "rouge", "rouge2": "rouge", "rougeL": "rouge",
+                "rougeLsum": "rouge"}
 METRIC_NAMES = {
     "accuracy": "Accuracy", "f1_macro": "F1 (macro)", "precision_macro": "Precision (macro)",
     "recall_macro": "Recall (macro)", "f1_positive": "F1 (positive class)",
     "precision_positive": "Precision (positive class)", "recall_positive": "Recall (positive class)",
     "loss": "Loss", "perplexity": "Perplexity", "bits_per_byte": "Bits per byte", "exact_match": "Exact match",
     "f1": "F1",
+    "bleu": "BLEU", "chrf": "chrF", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum", "gen_len": "Output length (tokens)",
 }
 # Metrics where a smaller value is better (everything else: larger is better).
 LOWER_IS_BETTER = frozenset({"perplexity", "bits_per_byte", "loss"})

@@ -10,6 +10,7 @@ MODULES = {
     "masked-lm": "cardgen.tasks.masked_lm",
     "causal-lm": "cardgen.tasks.causal_lm",
     "question-answering": "cardgen.tasks.question_answering",
+    "seq2seq": "cardgen.tasks.seq2seq",
 }
 
 

@@ -37,6 +37,7 @@ from cardgen.data import (
 from cardgen.errors import ConfigError
 from cardgen.models import LoadedModel, load_pretrained
 from cardgen.record import EvaluationRecord
+from cardgen.tasks import instruction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,6 +107,8 @@ def window_step(cfg: RunConfig, size: int) -> int:
 
 def prepare_data(cfg: RunConfig, tokenizer: Any, need_train: bool, model_config: Any = None) -> PreparedData:
     """Text splits for causal LM; nothing is truncated (windows cover every token)."""
+    if cfg.instruction.enabled:  # prompt/completion or chat data: cardgen.tasks.instruction
+        return instruction.prepare_data(cfg, tokenizer, need_train, model_config)
     size = block_size(cfg)
     limit = context_limit(tokenizer, model_config)
     if limit is not None and size > limit:
@@ -181,6 +184,8 @@ def train_dataset(frame: pd.DataFrame, tokenizer: Any, cfg: RunConfig, split: st
     computed exactly as the final one."""
     import datasets
 
+    if cfg.instruction.enabled:
+        return instruction.train_dataset(frame, tokenizer, cfg, split)
     size = block_size(cfg)
     stream = token_stream(frame["text"].tolist(), tokenizer)
     if split == "train":
@@ -272,6 +277,11 @@ def _nll_totals(predictions: Any, labels: np.ndarray) -> tuple[float, int]:
     return total, int(mask.sum())
 
 
+def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """Extra Trainer arguments: on instruction data, validation keeps per-position NLL instead of logits."""
+    return instruction.trainer_kwargs(cfg) if cfg.instruction.enabled else {}
+
+
 def trainer_metrics(cfg: RunConfig, label_names: list[str]) -> Any:
     """``compute_metrics``: token-weighted validation perplexity over the evaluation windows."""
 
@@ -337,6 +347,8 @@ def evaluate(loaded: LoadedModel, frame: pd.DataFrame, cfg: RunConfig, label_nam
     """Perplexity and bits per byte over the whole split as one text, plus greedy generations of the prompts."""
     import time
 
+    if cfg.instruction.enabled:
+        return instruction.evaluate(loaded, frame, cfg, label_names, name, split, progress)
     progress = progress or NullProgress()
     start_time = time.perf_counter()
     tok = loaded.tokenizer
