@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cardgen import trackers
 from cardgen.config import RunConfig, TrainingConfig
+from cardgen.config.sections import LOG_POINTS
 from cardgen.console import NullProgress, Progress
 from cardgen.errors import ConfigError
 from cardgen.files import checkpoint_write_error
@@ -53,13 +55,14 @@ def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_be
         "bf16": t.mixed_precision == "bf16",
         "eval_strategy": "epoch",
         "save_strategy": "epoch",
-        "logging_strategy": "steps" if t.logging_steps else "epoch",
-        "logging_steps": t.logging_steps or 500,
+        # A few dozen training-loss points per run (a ratio of the total steps), so the curve shows steps.
+        "logging_strategy": "steps",
+        "logging_steps": t.logging_steps or 1 / LOG_POINTS,
         "load_best_model_at_end": True,
         "metric_for_best_model": metric,
         "greater_is_better": greater_is_better,
         "save_total_limit": t.save_total_limit,
-        "report_to": "none",
+        "report_to": list(t.report_to) or "none",
         "disable_tqdm": True,
         # Batches of similar length waste little compute on padding: faster than random batches.
         "train_sampling_strategy": "group_by_length",
@@ -70,7 +73,9 @@ def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_be
         kwargs.update(eval_strategy="steps", save_strategy="steps", logging_strategy="steps",
                       eval_steps=max(1, t.max_steps // max(1, int(t.num_epochs))))
         kwargs["save_steps"] = kwargs["eval_steps"]
-        kwargs["logging_steps"] = t.logging_steps or kwargs["eval_steps"]
+        kwargs["logging_steps"] = t.logging_steps or 1 / LOG_POINTS
+    if t.report_to:  # the trackers' run name (the Trainer's default is the checkpoint folder)
+        kwargs["run_name"] = cfg.card.model_name or out_dir.name
     kwargs.update(t.extra_args)
     try:
         return TrainingArguments(**kwargs)
@@ -287,6 +292,7 @@ def train(
         callbacks=(callbacks := _callbacks(progress, stop, t.early_stopping_patience)),
     )
     trainer.remove_callback(PrinterCallback)  # cardgen reports progress itself
+    trackers.configure(trainer, out_dir)
     checkpoint = last_checkpoint(out_dir) if resume else None
     stop.install()
     try:
@@ -305,5 +311,6 @@ def train(
         stopped_early=bool(t.early_stopping_patience) and trainer.state.global_step < trainer.state.max_steps
         and not stop.stopped)
     record.warnings = [w for cb in callbacks for w in getattr(cb, "warnings", [])]
+    record.trackers = trackers.links(trainer, out_dir)
     # A Ctrl-C that lands after the last step (during the final evaluation) stopped nothing.
     return record, stop.stopped and trainer.state.global_step < trainer.state.max_steps

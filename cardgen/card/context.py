@@ -330,4 +330,13 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "cardgen_version": record.cardgen_version,
         "schema_version": record.schema_version,
         "dataset_type": dtype,
+        **_provenance(record),
     }
+
+
+def _provenance(record: RunRecord) -> dict[str, Any]:
+    """The inferred settings and Hub commits, the trackers, the evaluation examples (card/provenance.py)."""
+    from cardgen.card.provenance import examples_context, setup_context, trackers_context
+
+    return {"setup": setup_context(record), "trackers": trackers_context(record),
+            "examples": examples_context(record)}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,9 @@ def eval_results(record: RunRecord) -> list[Any]:
         }
         if record.data.hub_config:
             kwargs["dataset_config"] = record.data.hub_config
-        if record.data.hub_revision:
-            kwargs["dataset_revision"] = record.data.hub_revision
+        revision = record.data.hub_sha or record.data.hub_revision  # the commit loaded, else the one asked for
+        if revision:
+            kwargs["dataset_revision"] = revision
         out.append(EvalResult(**kwargs))
     return out
 
@@ -92,6 +94,7 @@ def card_data(record: RunRecord) -> Any:
         "metrics": sorted({r.metric_type for r in results}) or None,
         "model_name": model_display_name(record),
         "eval_results": results or None,
+        "widget": widget_entries(_widget_items(record)) or None,
     }
     return ModelCardData(**{k: v for k, v in kwargs.items() if v is not None})
 
@@ -99,3 +102,50 @@ def card_data(record: RunRecord) -> Any:
 def front_matter(record: RunRecord) -> str:
     """``---\\n<yaml>\\n---`` for the top of README.md."""
     return f"---\n{card_data(record).to_yaml()}\n---\n"
+
+
+WIDGET_EXAMPLES = 3  # entries of the Hub's inference widget
+WIDGET_CHARS = 500
+
+
+def widget_entries(items: Iterable[str | Mapping[str, str]], limit: int = WIDGET_EXAMPLES) -> list[dict[str, str]]:
+    """The Hub's ``widget:`` list from example inputs: plain texts become ``{"text": ...}``; mappings (e.g.
+    ``{"text": question, "context": passage}``, or ``{"text": ..., "example_title": ...}``) are kept with
+    empty values dropped. Whitespace is collapsed, texts are cut to :data:`WIDGET_CHARS` characters, duplicates
+    and empty entries are skipped, at most ``limit`` entries. Never a null value (the Hub rejects them).
+    """
+    out: list[dict[str, str]] = []
+    for item in items:
+        entry = {"text": item} if isinstance(item, str) else dict(item)
+        cleaned = {str(k): _widget_text(v) for k, v in entry.items() if v is not None and _widget_text(v)}
+        if not cleaned.get("text") or cleaned in out:
+            continue
+        out.append(cleaned)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _widget_text(value: Any) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= WIDGET_CHARS else text[: WIDGET_CHARS - 1].rstrip() + "…"
+
+
+def _widget_items(record: RunRecord) -> list[str | dict[str, str]]:
+    """Widget inputs from the record's evaluation examples: one text per label first (classification), the
+    question with its context (QA), the opening words of a text as a prompt (causal LM). None for masked LM,
+    whose widget needs the mask token in the text."""
+    task = record.model.task
+    examples = record.examples
+    if task == "text-classification":
+        if (record.config.get("data") or {}).get("text_pair_column"):
+            return []  # the widget takes one text, not a pair
+        by_label: dict[str, str] = {}
+        for ex in examples:
+            by_label.setdefault(ex.label, ex.text)
+        return [*by_label.values(), *(ex.text for ex in examples)]
+    if task == "question-answering":
+        return [{"text": ex.text, "context": ex.context} for ex in examples if ex.context]
+    if task == "causal-lm":
+        return [" ".join(ex.text.split()[:8]) for ex in examples]
+    return []

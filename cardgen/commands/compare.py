@@ -29,8 +29,9 @@ from cardgen.commands.common import handle_errors, quiet_libraries
               help="Bootstrap resamples for the intervals (and permutations for the p-values).")
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="Coverage of the intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of resampling, permutations and probe.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the comparison (with per-example predictions of both models) as JSON to this file.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Write the comparison (with per-example predictions of both models) as JSON to this file; "
+              "`--json -` prints it on stdout instead of the tables.")
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the card section 'Comparison with the base model' to this file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -60,11 +61,19 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
     from cardgen.record import to_dict
 
     names = [n.strip() for n in label_names.split(",") if n.strip()] if label_names else None
+    to_stdout = json_out is not None and str(json_out) == "-"
     quiet_libraries()
     result = compare_models(base, fine_tuned, data, task=task, split=split, text_column=text_column,
                             label_column=label_column, label_names=names, max_length=max_length, train=train_file,
                             dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap,
-                            confidence=confidence, seed=seed, progress=RichProgress(quiet=quiet))
+                            confidence=confidence, seed=seed, progress=RichProgress(quiet=quiet or to_stdout))
+    if to_stdout:
+        from cardgen.console import print_json
+
+        if markdown_out is not None:
+            atomic_write_text(markdown_out, render_markdown(result))
+        print_json(to_dict(result))
+        return
     how = {"linear-probe": "linear probe on frozen features", "zero-shot": "zero-shot"}.get(
         result.method, "evaluated as it is")
     print_text(f"Base {display_model(result.base_model)} ({how}) vs fine-tuned {display_model(fine_tuned)}: "

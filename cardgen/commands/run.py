@@ -8,78 +8,45 @@ from typing import Any
 import click
 
 from cardgen.commands.common import handle_errors, quiet_libraries
+from cardgen.commands.runconfig import run_options
 
 
 @click.command()
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (default: output.dir in the config).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key, e.g. --set training.learning_rate=3e-5 (repeatable).")
-@click.option("--no-train", is_flag=True, help="Only load, evaluate and document the checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace the results in a non-empty output directory.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
-@click.option("--overwrite-card", is_flag=True,
-              help="Replace a README.md in the output directory that cardgen did not write (no cardgen sections).")
-@click.option("--allow-pickle", is_flag=True,
-              help="Load a checkpoint that has only pickle weights (pytorch_model.bin): only from a source you trust.")
-@click.option("--push-to", metavar="NS/NAME", help="Publish the card to this Hub repo when the run ends "
-              "(repo id and token are checked before the run starts).")
-@click.option("--push-model", is_flag=True, help="With --push-to: also upload the model (safetensors, config, "
-              "tokenizer) in the same commit.")
-@click.option("--token", metavar="TOKEN", help="With --push-to: the Hub token (default: HF_TOKEN or the "
-              "huggingface_hub login).")
+@run_options
+@click.option("--dry-run", is_flag=True, help="Check everything and print the plan, as `cardgen check` does; "
+              "write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (for CI).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
-def run(config: Path, output: Path | None, overrides: tuple[str, ...], no_train: bool, overwrite: bool,
-        resume: bool, overwrite_card: bool, allow_pickle: bool, push_to: str | None, push_model: bool,
-        token: str | None, as_json: bool,
-        quiet: bool) -> None:
+def run(config: Path | None, dry_run: bool, as_json: bool, quiet: bool, **options: Any) -> None:
     """Fine-tune (or only load) a checkpoint, evaluate it, compare it with its base model, benchmark both,
     and write run.json, config.yaml and README.md (the model card) into the output directory.
 
-    CONFIG is a YAML file; see examples/ and the config reference in README.md.
+    CONFIG is a YAML file; see examples/ and the config reference in README.md. Without one, --model and --data
+    start a run with defaults, inferring the task, the text and label columns and the label names (the card
+    says what was inferred); `cardgen init` writes the same as a config file.
     """
-    from cardgen.config import load_config
+    from cardgen.commands.runconfig import config_from_options, show_plan
     from cardgen.console import RichProgress, print_json, print_text
-    from cardgen.errors import ConfigError
     from cardgen.pipeline import run as run_pipeline
     from cardgen.pipeline import summary
 
-    extra = list(overrides)
-    if output is not None:
-        extra.append(f"output.dir={output}")
-    if no_train:
-        extra.append("training=null")
-    if overwrite:
-        extra.append("output.overwrite=true")
-    if overwrite_card:
-        extra.append("output.overwrite_card=true")
-    if allow_pickle:
-        extra.append("model.allow_pickle=true")
-    cfg = load_config(config, extra)
-    if push_model and not push_to:
-        raise ConfigError("--push-model needs --push-to NS/NAME", "add --push-to, or drop --push-model")
-    if push_model and not cfg.output.save_model:
-        raise ConfigError("--push-model needs the model saved, but output.save_model is false",
-                          "drop --set output.save_model=false, or drop --push-model")
-    if token and not push_to:
-        raise ConfigError("--token needs --push-to NS/NAME", "add --push-to, or drop --token")
-    if push_to:
-        from cardgen.hub.push import check_push_target
+    progress_quiet = quiet or as_json
+    if dry_run:
+        show_plan(config, options, as_json=as_json, quiet=quiet)
+        return
+    with config_from_options(config, options, RichProgress(quiet=progress_quiet)) as (cfg, _):
+        quiet_libraries()
+        from cardgen.distributed import is_main_process
 
-        check_push_target(push_to, token)  # fail now, not after hours of training
-    quiet_libraries()
-    from cardgen.distributed import is_main_process
-
-    main_process = is_main_process()  # under torchrun/accelerate only rank 0 reports, writes and pushes
-    progress = RichProgress(quiet=quiet or as_json or not main_process)
-    result = run_pipeline(cfg, progress=progress, resume=resume)
+        main_process = is_main_process()  # under torchrun/accelerate only rank 0 reports, writes and pushes
+        progress = RichProgress(quiet=progress_quiet or not main_process)
+        result = run_pipeline(cfg, progress=progress, resume=options["resume"])
     if not main_process:
         return
+    push_to = options["push_to"]
     if push_to:
-        _push_after_run(result.output_dir, push_to, push_model, token, progress)
+        _push_after_run(result.output_dir, push_to, options["push_model"], options["token"], progress)
     if as_json:
         print_json(summary(result))
     else:

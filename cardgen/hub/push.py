@@ -18,8 +18,6 @@ previous attempt landed after all (its answer lost), so a retry never makes a se
 from __future__ import annotations
 
 import difflib
-import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,10 @@ from cardgen.hub.transport import (
     scrub,
     timeout_seconds,
     to_hub_error,
+    unreachable,
 )
+
+DRY_RUN_CONNECT_S = 2.0  # a dry run gives the Hub this long to accept the connection before showing what it can
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class PushResult:
         no_change: Everything was already on the Hub: no commit was made.
         dry_run: Nothing was written.
         diff: Unified diff between the card on the Hub and the card pushed (empty when equal).
+        compared: Whether the files and the card were compared with the Hub (a dry run without network: no).
+        unreachable: Why the Hub could not be reached, when it could not (dry runs only).
     """
 
     repo_id: str
@@ -81,6 +84,8 @@ class PushResult:
     no_change: bool = False
     dry_run: bool = False
     diff: str = ""
+    compared: bool = True
+    unreachable: str = ""
 
     @property
     def changed(self) -> tuple[PushedFile, ...]:
@@ -148,7 +153,8 @@ def push(
         raise HubError("no Hugging Face token found", LOGIN_HINT)
     seconds = timeout_seconds()
     try:
-        with request_timeout(seconds):
+        # A dry run only reads, and says so when the Hub cannot be reached: no retries, a short connect timeout.
+        with request_timeout(seconds, connect=DRY_RUN_CONNECT_S if dry_run else 10.0):
             return _push(output_dir, repo_id, token=token, create_pr=create_pr, private=private, revision=revision,
                          with_model=with_model, commit_message=commit_message, dry_run=dry_run, overwrite=overwrite,
                          endpoint=endpoint, progress=progress)
@@ -184,7 +190,16 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
     api = HfApi(endpoint=endpoint, token=token if token else False, library_name="cardgen",
                 library_version=__version__)
     branch = revision or "main"
-    remote = _read_remote(api, repo_id, branch, progress)
+    if dry_run:
+        try:
+            remote = _read_remote(api, repo_id, branch, progress, waits=())
+        except Exception as exc:
+            reason = unreachable(exc)
+            if reason is None:
+                raise
+            return _offline_dry_run(api, output_dir, repo_id, branch, local, local_card, reason, progress)
+    else:
+        remote = _read_remote(api, repo_id, branch, progress)
     if token is None and not remote.exists:
         progress.note(f"no token: {repo_id} looks new, but a private repo would look the same")
     if remote.exists and private and remote.private is False:
@@ -245,6 +260,21 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
     return PushResult(**base, commit_oid=oid, commit_url=commit_url, pr_url=pr_url)
 
 
+def _offline_dry_run(api: Any, output_dir: Path, repo_id: str, branch: str, local: dict[str, Path], card: str,
+                     reason: str, progress: Progress) -> PushResult:
+    """A dry run that could not reach the Hub: the files and the card as they would be pushed to a new repo,
+    checked locally only, and said so."""
+    where = api.endpoint.rstrip("/")
+    progress.note(f"cannot reach the Hub at {where} ({reason}): files and card not compared with {repo_id}")
+    sizes = {path: src.stat().st_size for path, src in local.items()}
+    sizes["README.md"] = len(card.encode("utf-8"))
+    if "run.json" in local:
+        sizes["run.json"] = len(public_run_json(local["run.json"].read_bytes(), output_dir))
+    files = tuple(PushedFile(path, size, "not compared") for path, size in sizes.items())
+    return PushResult(repo_id=repo_id, repo_url=f"{where}/{repo_id}", revision=branch, files=files, dry_run=True,
+                      compared=False, unreachable=f"cannot reach the Hub at {where} ({reason})")
+
+
 def _ensure_target(api: Any, repo_id: str, branch: str, remote: _Remote, *, private: bool, create_pr: bool,
                    progress: Progress) -> _Remote:
     """Create the repo and the branch the commit goes to when they do not exist yet; the remote as it is now."""
@@ -269,34 +299,27 @@ def _lint_card(card: str, what: str) -> None:
 
 
 def _validate_on_hub(api: Any, card: str, progress: Progress) -> None:
-    # RepoCard.validate posts to huggingface_hub's import-time ENDPOINT, not to this HfApi's endpoint; HfApi's own
-    # validation (the one create_commit runs) does. Calling it here fails before the repo is even created.
-    validate = getattr(api, "_validate_yaml", None)
-    if validate is None:  # create_commit validates anyway
-        return
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            retry(lambda: validate(card, repo_type="model"), "validate the card", progress)
-        except ValueError as exc:
-            if isinstance(exc, json.JSONDecodeError):
-                raise
-            reasons = "; ".join(line.lstrip("- ") for line in str(exc).splitlines()[1:] if line.strip())
-            raise HubError(f"the Hub rejected the card's metadata: {reasons or exc}",
-                           "fix README.md's YAML front matter, then push again") from None
-    for warning in caught:
-        progress.note(f"Hub: {' '.join(str(warning.message).split())}")
+    from cardgen.hub.validate import validate_on_hub
+
+    verdict = validate_on_hub(api, card, progress)
+    if verdict.errors:
+        raise HubError(f"the Hub rejected the card's metadata: {'; '.join(verdict.errors)}",
+                       "fix README.md's YAML front matter, then push again")
+    for warning in verdict.warnings:
+        progress.note(f"Hub: {warning}")
 
 
-def _read_remote(api: Any, repo_id: str, branch: str, progress: Progress) -> _Remote:
+def _read_remote(api: Any, repo_id: str, branch: str, progress: Progress,
+                 waits: tuple[float, ...] | None = None) -> _Remote:
     from huggingface_hub.errors import RepositoryNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
     try:
-        info = retry(lambda: api.model_info(repo_id), "read the repo", progress)
+        info = retry(lambda: api.model_info(repo_id), "read the repo", progress, waits=waits)
     except RepositoryNotFoundError:
         return _Remote()
-    refs = retry(lambda: api.list_repo_refs(repo_id, include_pull_requests=True), "read the refs", progress)
+    refs = retry(lambda: api.list_repo_refs(repo_id, include_pull_requests=True), "read the refs", progress,
+                 waits=waits)
     heads = {ref.name: ref.target_commit for ref in refs.branches}
     prs = {ref.ref: ref.target_commit for ref in (refs.pull_requests or [])}
     head = heads.get(branch) or prs.get(branch)
@@ -305,11 +328,11 @@ def _read_remote(api: Any, repo_id: str, branch: str, progress: Progress) -> _Re
     if remote.head is None:
         return remote
     tree = retry(lambda: list(api.list_repo_tree(repo_id, revision=remote.head, recursive=True)),
-                  "list the repo's files", progress)
+                  "list the repo's files", progress, waits=waits)
     remote.files = {f.path: f.blob_id for f in tree if isinstance(f, RepoFile)}
     if "README.md" in remote.files:
         path = retry(lambda: api.hf_hub_download(repo_id, "README.md", revision=remote.head),
-                      "download the card", progress)
+                      "download the card", progress, waits=waits)
         remote.card = Path(path).read_text(encoding="utf-8")
     return remote
 

@@ -17,7 +17,10 @@ from cardgen.record.bench import (
     MemoryStats,
     ModelBenchmark,
 )
+from cardgen.record.curve import LogPoint
 from cardgen.record.evaluation import Comparison, EvaluationRecord, FlipExample, MetricComparison, ProbeRecord
+from cardgen.record.examples import CardExample
+from cardgen.record.plan import RunPlan, SplitPlan, TimeEstimate
 from cardgen.record.run import (
     SCHEMA_VERSION,
     DataRecord,
@@ -31,8 +34,9 @@ from cardgen.record.run import (
 from cardgen.record.serialize import from_dict, load_record, save_record, to_dict
 
 __all__ = [
-    "SCHEMA_VERSION", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "Comparison", "DataRecord",
-    "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample", "GenerationResult",
-    "LatencyStats", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord", "RunRecord",
-    "SplitRecord", "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
+    "SCHEMA_VERSION", "BatchResult", "BenchmarkRecord", "BenchmarkSettings", "CardExample", "Comparison",
+    "DataRecord", "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample",
+    "GenerationResult", "LatencyStats", "LogPoint", "MemoryStats", "MetricComparison", "ModelBenchmark",
+    "ModelRecord", "ProbeRecord", "RunPlan", "RunRecord", "SplitPlan", "SplitRecord", "TimeEstimate",
+    "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
 ]

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cardgen.record.bench import BenchmarkRecord
+from cardgen.record.curve import LogPoint
 from cardgen.record.evaluation import Comparison, EvaluationRecord
+from cardgen.record.examples import CardExample
 
 SCHEMA_VERSION = "1.0"
 
@@ -57,6 +59,7 @@ class DataRecord:
     hub_revision: str | None = None
     max_length: int = 128
     report: dict[str, Any] = field(default_factory=dict)  # duplicates, overlap: filled by data checks
+    hub_sha: str | None = None  # the Hub dataset's commit that was loaded (when the Hub said)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class ModelRecord:
     size_on_disk_bytes: int | None = None
     saved_to: str | None = None  # relative path of the saved fine-tuned model, "" for the output dir itself
     notes: list[str] = field(default_factory=list)
+    commit_sha: str | None = None  # the base model's Hub commit that was loaded (None for a local directory)
 
 
 @dataclass
@@ -114,6 +118,8 @@ class TrainingRecord:
     stopped_early: bool = False
     resumed_from: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. a plan far longer than intended
+    curve: list[LogPoint] = field(default_factory=list)  # every training log entry (loss, learning rate)
+    trackers: dict[str, str] = field(default_factory=dict)  # tracker -> run URL, or its local log directory
 
 
 @dataclass
@@ -138,3 +144,4 @@ class RunRecord:
     extras: dict[str, Any] = field(default_factory=dict)
     # The names this run wrote into its output directory, so that --overwrite removes exactly those.
     outputs: list[str] = field(default_factory=list)
+    examples: list[CardExample] = field(default_factory=list)  # evaluation examples the card shows
