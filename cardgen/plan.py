@@ -67,6 +67,9 @@ def build_plan(cfg: RunConfig, task: Any, inputs: Any, *, config_label: str, pus
     t = cfg.training
     if t is None:
         return plan
+    from cardgen.train import task_training_arguments
+
+    task_training_arguments(cfg, task, out_dir)  # the training section and extra_args, as transformers takes them
     plan.trackers = list(t.report_to)
     train_ds = task.train_dataset(data.frames["train"], loaded.tokenizer, cfg, "train")
     world = world_size()

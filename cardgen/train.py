@@ -89,6 +89,14 @@ def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_be
                           "fix the training section or training.extra_args") from exc
 
 
+def task_training_arguments(cfg: RunConfig, task: Any, out_dir: Path) -> tuple[Any, str, bool]:
+    """(TrainingArguments, metric for the best model, whether greater is better) for ``task``; also what
+    ``cardgen check`` builds to check the training section and ``extra_args`` without training."""
+    metric = metric_key(cfg, task.DEFAULT_METRIC)
+    greater = task.GREATER_IS_BETTER if metric == task.DEFAULT_METRIC else metric not in ("loss", "perplexity")
+    return training_arguments(cfg, out_dir, metric, greater), metric, greater
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -275,9 +283,7 @@ def train(
 
     progress = progress or NullProgress()
     t: TrainingConfig = cfg.training  # type: ignore[assignment]
-    metric = metric_key(cfg, task.DEFAULT_METRIC)
-    greater = task.GREATER_IS_BETTER if metric == task.DEFAULT_METRIC else metric not in ("loss", "perplexity")
-    args = training_arguments(cfg, out_dir, metric, greater)
+    args, metric, greater = task_training_arguments(cfg, task, out_dir)
     train_ds = task.train_dataset(data.frames["train"], loaded.tokenizer, cfg, "train")
     eval_ds = task.train_dataset(data.frames["validation"], loaded.tokenizer, cfg, "validation")
     stop = _StopFlag()

@@ -149,3 +149,58 @@ def _widget_items(record: RunRecord) -> list[str | dict[str, str]]:
     if task == "causal-lm":
         return [" ".join(ex.text.split()[:8]) for ex in examples]
     return []
+
+
+RUN_RECORD_SOURCE = "cardgen run.json"  # source name of the model-index and .eval_results entries
+
+
+def with_source_url(card: str, url: str) -> str:
+    """``card`` with every model-index result pointing at ``url`` (the run.json beside it in the repo) as its
+    source; unchanged when the card has no model-index. Results that name a source already keep it."""
+    from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+
+    from cardgen.card.markers import join_front_matter, split_front_matter
+
+    metadata, body = split_front_matter(card)
+    if not metadata.get("model-index"):
+        return card
+    try:
+        name, results = model_index_to_eval_results(metadata["model-index"])
+    except (KeyError, TypeError, ValueError):
+        return card  # lint reports a malformed model-index
+    for result in results:
+        if result.source_url is None:
+            result.source_url, result.source_name = url, RUN_RECORD_SOURCE
+    metadata["model-index"] = eval_results_to_model_index(name, results)
+    return join_front_matter(metadata, body)
+
+
+def eval_result_entries(record: RunRecord, source_url: str | None) -> list[Any]:
+    """``.eval_results`` entries (huggingface_hub's ``EvalResultEntry``) for the benchmark the config names in
+    ``eval_results.dataset_id`` (opt-in; none without it, or without a test result for its metric)."""
+    from huggingface_hub import EvalResultEntry
+
+    chosen = record.config.get("eval_results") or {}
+    dataset_id = chosen.get("dataset_id")
+    ev = record.evaluation
+    if not dataset_id or ev is None:
+        return []
+    metric: str | None = chosen.get("metric") or next(iter(CARD_METRICS.get(record.model.task, ())), None)
+    value = ev.metrics.get(metric) if metric is not None else None
+    if metric is None or value is None:
+        return []
+    revision = record.data.hub_sha if record.data.hub_dataset == dataset_id else None
+    notes = chosen.get("notes") or f"{METRIC_NAMES.get(metric, metric)} on the {ev.split} split " \
+                                   f"({ev.num_examples} examples), measured by cardgen"
+    return [EvalResultEntry(dataset_id=dataset_id, task_id=chosen.get("task_id") or "default",
+                            value=round(float(value), 4), dataset_revision=revision,
+                            date=record.created_at or None, source_url=source_url,
+                            source_name=RUN_RECORD_SOURCE if source_url else None, notes=notes)]
+
+
+def eval_results_yaml(entries: list[Any]) -> str:
+    """The ``.eval_results/*.yaml`` text of ``entries`` (huggingface_hub's own serialisation)."""
+    import yaml
+    from huggingface_hub import eval_result_entries_to_yaml
+
+    return str(yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True))

@@ -58,12 +58,21 @@ FLAG_TERMS = {"model.name_or_path": "--model", "data.train": "--data", "data.dat
               "data.label_column": "--label-column", "output.dir": "--output"}
 
 
+def flag_terms(command: str) -> Any:
+    """How `cardgen run --model/--data` and `cardgen init` restate errors that name config keys."""
+    from cardgen.errors import CommandTerms, DataError, ModelError
+
+    return CommandTerms(command, FLAG_TERMS, {
+        ModelError: "check --model: a Hub id, a checkpoint directory (config.json, weights, tokenizer) or a .gguf file",
+        DataError: "check --data and the data's columns (--text-column, --label-column)"})
+
+
 @contextlib.contextmanager
 def config_from_options(config: Path | None, options: dict[str, Any], progress: Any) -> Iterator[tuple[Any, str]]:
     """The run's config from CONFIG or from --model/--data, with run's flags applied and checked: yields
     (config, what it came from). Inside the block, errors of a --model/--data run name those flags."""
     from cardgen.config import load_config
-    from cardgen.errors import CardgenError, CommandTerms, ConfigError
+    from cardgen.errors import CardgenError, ConfigError
 
     model, data = options.get("model"), options.get("data")
     flags = bool(model or data)
@@ -82,7 +91,7 @@ def config_from_options(config: Path | None, options: dict[str, Any], progress: 
         key = "task" if given[0] == "task" else f"data.{given[0]}"
         raise ConfigError(f"--{given[0].replace('_', '-')} only applies with --model and --data",
                           f"set {key} in the config, or pass --set {key}={options[given[0]]}")
-    terms = CommandTerms("run", FLAG_TERMS)
+    terms = flag_terms("run")
     try:
         if flags:
             from cardgen.infer import infer_run

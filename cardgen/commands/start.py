@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cardgen.commands.common import handle_errors, quiet_libraries
-from cardgen.commands.runconfig import FLAG_TERMS, run_options, show_plan
+from cardgen.commands.runconfig import flag_terms, run_options, show_plan
 
 
 @click.command()
@@ -55,7 +55,7 @@ def init(model: str, data: str, task: str | None, text_column: str | None, text_
     from cardgen.config import load_config
     from cardgen.config.commented import commented_yaml
     from cardgen.console import print_json, print_plain
-    from cardgen.errors import CardgenError, CommandTerms
+    from cardgen.errors import CardgenError
     from cardgen.infer import infer_run
 
     quiet_libraries()
@@ -64,7 +64,7 @@ def init(model: str, data: str, task: str | None, text_column: str | None, text_
                               text_pair_column=text_pair_column, label_column=label_column)
         cfg = load_config(data=inference.raw)
     except CardgenError as exc:
-        raise CommandTerms("init", FLAG_TERMS).restate(exc) from None
+        raise flag_terms("init").restate(exc) from None
     if as_json:
         print_json({"config": inference.raw, "inferred": inference.notes})
         return

@@ -26,7 +26,7 @@ from cardgen.card.lint import hub_problems
 from cardgen.card.markers import split_front_matter
 from cardgen.console import NullProgress, Progress
 from cardgen.errors import CardgenError, HubError
-from cardgen.hub.payload import card_to_push, collect_files, git_blob_id, public_run_json
+from cardgen.hub.payload import card_to_push, collect_files, git_blob_id, public_run_json, with_run_record
 from cardgen.hub.transport import (
     LOGIN_HINT,
     check_repo_id,
@@ -209,14 +209,15 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
         raise HubError(f"branch '{branch}' not found in {repo_id}; a pull request needs an existing base branch",
                        "check --revision")
 
+    repo_url = f"{api.endpoint.rstrip('/')}/{repo_id}"
+    contents: dict[str, bytes] = {path: src.read_bytes() for path, src in local.items()}
+    if "run.json" in contents:  # before the merge, so results that point at run.json match the Hub's own
+        contents["run.json"] = public_run_json(contents["run.json"], output_dir)
+        local_card = with_run_record(local_card, contents, output_dir, f"{repo_url}/blob/{branch}/run.json")
     card = card_to_push(local_card, remote.card, overwrite, repo_id)
     _lint_card(card, f"the card merged with the one on {repo_id}")
     _validate_on_hub(api, card, progress)
-
-    contents: dict[str, bytes] = {path: src.read_bytes() for path, src in local.items()}
     contents["README.md"] = card.encode("utf-8")
-    if "run.json" in contents:
-        contents["run.json"] = public_run_json(contents["run.json"], output_dir)
     oids = {path: git_blob_id(data) for path, data in contents.items()}
     files = tuple(
         PushedFile(path, len(data), "new" if path not in remote.files
@@ -226,7 +227,6 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
     diff = "".join(difflib.unified_diff(
         (remote.card or "").splitlines(keepends=True), card.splitlines(keepends=True),
         fromfile=f"{repo_id}@{branch}/README.md (Hub)", tofile="README.md (to push)"))
-    repo_url = f"{api.endpoint.rstrip('/')}/{repo_id}"
     base: dict[str, Any] = {"repo_id": repo_id, "repo_url": repo_url, "revision": branch, "files": files, "diff": diff,
             "private": remote.private if remote.exists else private, "created_repo": not remote.exists}
     if dry_run:
@@ -266,11 +266,12 @@ def _offline_dry_run(api: Any, output_dir: Path, repo_id: str, branch: str, loca
     checked locally only, and said so."""
     where = api.endpoint.rstrip("/")
     progress.note(f"cannot reach the Hub at {where} ({reason}): files and card not compared with {repo_id}")
-    sizes = {path: src.stat().st_size for path, src in local.items()}
-    sizes["README.md"] = len(card.encode("utf-8"))
-    if "run.json" in local:
-        sizes["run.json"] = len(public_run_json(local["run.json"].read_bytes(), output_dir))
-    files = tuple(PushedFile(path, size, "not compared") for path, size in sizes.items())
+    contents = {path: src.read_bytes() for path, src in local.items()}
+    if "run.json" in contents:
+        contents["run.json"] = public_run_json(contents["run.json"], output_dir)
+        card = with_run_record(card, contents, output_dir, f"{where}/{repo_id}/blob/{branch}/run.json")
+    contents["README.md"] = card.encode("utf-8")
+    files = tuple(PushedFile(path, len(data), "not compared") for path, data in contents.items())
     return PushResult(repo_id=repo_id, repo_url=f"{where}/{repo_id}", revision=branch, files=files, dry_run=True,
                       compared=False, unreachable=f"cannot reach the Hub at {where} ({reason})")
 
