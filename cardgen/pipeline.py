@@ -237,7 +237,7 @@ def _load(cfg: RunConfig, task: Any, timer: StageTimer, progress: Progress) -> _
 def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
     """The run record before any stage ran: config, environment, model and data."""
     from cardgen.environment import collect_environment
-    from cardgen.models import num_parameters, weights_size_on_disk
+    from cardgen.models import hub_commit, num_parameters, weights_size_on_disk
 
     model_record = ModelRecord(
         base_model=cfg.model.name_or_path,
@@ -250,7 +250,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
         newly_initialized=inputs.loaded.newly_initialized,
         trust_remote_code=cfg.model.trust_remote_code,
         size_on_disk_bytes=weights_size_on_disk(inputs.directory),
-        commit_sha=getattr(getattr(inputs.loaded.model, "config", None), "_commit_hash", None),  # Hub ids only
+        commit_sha=hub_commit(cfg.model.name_or_path, cfg.model.revision, inputs.gguf),  # Hub ids only
     )
     return RunRecord(
         config=cfg.to_dict(), environment=collect_environment(), model=model_record, data=inputs.data.record,
