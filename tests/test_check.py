@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_bad_inputs import CASES, Case, Ctx, ctx, snapshot, watched  # noqa: F401 - ctx is a fixture
+from test_bad_inputs import (
+    CASES,
+    Case,
+    Ctx,
+    ctx,  # noqa: F401 - the catalogue's fixture, used by the tests below
+    snapshot,
+    watched,
+)
 
 from cardgen.cli import cli
 
@@ -31,7 +38,7 @@ def test_the_catalogue_has_run_cases() -> None:
 
 
 @pytest.mark.parametrize("case", RUN_CASES, ids=[c.id for c in RUN_CASES])
-def test_check_fails_like_run(case: Case, ctx: Ctx) -> None:
+def test_check_fails_like_run(case: Case, ctx: Ctx) -> None:  # noqa: F811
     args = case.build(ctx)
     assert args[0] == "run"
     target = watched(case, args, ctx)
@@ -49,7 +56,7 @@ def test_check_fails_like_run(case: Case, ctx: Ctx) -> None:
     assert dry.exit_code == 2 and error_line(dry.stderr) == error_line(ran.stderr)
 
 
-def test_check_prints_the_plan_and_writes_nothing(ctx: Ctx) -> None:
+def test_check_prints_the_plan_and_writes_nothing(ctx: Ctx) -> None:  # noqa: F811
     config = ctx.config(training={"num_epochs": 3, "train_batch_size": 16, "gradient_accumulation_steps": 2,
                                   "report_to": ["tensorboard"]}, compare={"enabled": True})
     before = snapshot(ctx.tmp)
@@ -77,7 +84,7 @@ def test_check_prints_the_plan_and_writes_nothing(ctx: Ctx) -> None:
     assert snapshot(ctx.tmp) == before
 
 
-def test_check_names_a_missing_tracker_in_one_line(ctx: Ctx) -> None:
+def test_check_names_a_missing_tracker_in_one_line(ctx: Ctx) -> None:  # noqa: F811
     """wandb is not installed here: naming it is one line with the fix, under check as under run."""
     pytest.importorskip("tensorboard")
     if __import__("importlib.util").util.find_spec("wandb") is not None:

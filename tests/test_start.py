@@ -171,7 +171,7 @@ def test_saved_dataset_with_class_labels(tiny_bert: Path, tmp_path: Path) -> Non
 
 def test_flag_errors(tiny_bert: Path, reviews: Path, tmp_path: Path) -> None:
     cases = [
-        (["run"], "give a CONFIG file, or --model and --data"),
+        (["run"], "Missing argument 'CONFIG' (or --model and --data"),
         (["run", "--model", str(tiny_bert)], "--model needs --data too"),
         (["run", str(reviews), "--model", str(tiny_bert), "--data", str(reviews)], "not both"),
         (["check", "--text-column", "x", str(tmp_path / "c.yaml")], "--text-column only applies"),

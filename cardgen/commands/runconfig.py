@@ -79,9 +79,8 @@ def config_from_options(config: Path | None, options: dict[str, Any], progress: 
     if config is not None and flags:
         raise ConfigError("give a CONFIG file or --model and --data, not both",
                           "drop CONFIG to infer the settings, or put the model and data into the config")
-    if config is None and not flags:
-        raise ConfigError("give a CONFIG file, or --model and --data to start without one",
-                          "e.g. cardgen run --model MODEL --data train.csv, or cardgen init ... > config.yaml")
+    if config is None and not flags:  # shown like Click's own usage errors, with the usage line as the hint
+        raise click.UsageError("Missing argument 'CONFIG' (or --model and --data to start without a config)")
     if flags and not (model and data):
         missing = "--data" if model else "--model"
         raise ConfigError(f"{'--model' if model else '--data'} needs {missing} too",
