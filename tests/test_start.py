@@ -149,6 +149,12 @@ def test_causal_lm_is_inferred_and_labelled_data_for_it_is_ambiguous(tmp_path: P
     ok = invoke("init", "--model", str(model_dir), "--data", str(labelled), "--task", "causal-lm")
     assert ok.exit_code == 0, ok.output
     assert "task: causal-lm" in ok.stdout and "text_column: text" in ok.stdout
+    planned = invoke("check", "--model", str(model_dir), "--data", str(texts), "--output", str(tmp_path / "o"),
+                     "--set", "data.max_length=32", "--json")
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)
+    assert plan["task"] == "causal-lm" and plan["estimate"]["timed_steps"] == 3 and plan["total_steps"] >= 3
+    assert not (tmp_path / "o").exists()
 
 
 def test_saved_dataset_with_class_labels(tiny_bert: Path, tmp_path: Path) -> None:
@@ -209,3 +215,29 @@ def test_init_json(tiny_bert: Path, reviews: Path) -> None:
     payload = json.loads(result.stdout)
     assert payload["config"]["data"]["label_column"] == "sentiment"
     assert yaml.safe_dump(payload["config"])  # plain data
+
+
+def test_every_command_that_prints_results_has_json(tiny_run: Path, tiny_bert: Path, tiny_data: Path,
+                                                   tmp_path: Path) -> None:
+    """`--json` on card, compare (`--json -`), lint, push, check, init and run: machine-readable stdout."""
+    import shutil
+
+    from cardgen.commands.bench import bench
+    from cardgen.commands.card import card, lint, push
+    from cardgen.commands.compare import compare
+    from cardgen.commands.run import run
+    from cardgen.commands.start import check, init
+
+    for command in (run, check, init, card, lint, push, bench):
+        assert "--json" in {opt for p in command.params for opt in p.opts}, command.name
+    assert "--json" in {opt for p in compare.params for opt in p.opts}
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    rendered = invoke("card", str(copy), "--json")
+    assert rendered.exit_code == 0, rendered.output
+    assert json.loads(rendered.stdout)["card"] == str(copy / "README.md")
+    compared = invoke("compare", str(tiny_bert), str(copy), "--data", str(tiny_data / "test.jsonl"),
+                      "--train", str(tiny_data / "train.jsonl"), "--bootstrap", "100", "--json", "-")
+    assert compared.exit_code == 0, compared.output
+    payload = json.loads(compared.stdout)
+    assert payload["num_examples"] == 64 and payload["task"] == "text-classification"
