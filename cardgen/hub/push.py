@@ -190,16 +190,12 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
     api = HfApi(endpoint=endpoint, token=token if token else False, library_name="cardgen",
                 library_version=__version__)
     branch = revision or "main"
-    if dry_run:
-        try:
-            remote = _read_remote(api, repo_id, branch, progress, waits=())
-        except Exception as exc:
-            reason = unreachable(exc)
-            if reason is None:
-                raise
-            return _offline_dry_run(api, output_dir, repo_id, branch, local, local_card, reason, progress)
-    else:
-        remote = _read_remote(api, repo_id, branch, progress)
+    try:
+        remote = _read_remote(api, repo_id, branch, progress, waits=() if dry_run else None)
+    except Exception as exc:
+        if not dry_run or not unreachable(exc):  # a dry run without network shows what it can
+            raise
+        return _offline_dry_run(api, output_dir, repo_id, branch, local, local_card, str(unreachable(exc)), progress)
     if token is None and not remote.exists:
         progress.note(f"no token: {repo_id} looks new, but a private repo would look the same")
     if remote.exists and private and remote.private is False:
