@@ -318,6 +318,11 @@ def _columns_for(task: str, columns: _Columns, frame: pd.DataFrame, section: dic
         if col is not None and col not in columns.all:
             raise DataError(f"{flag} {col!r} is not a column of the data (it has: {', '.join(columns.all)})",
                             f"pass {flag} with one of those")
+    for key, flag, col in (("text_column", "--text-column", text_column),
+                           ("text_pair_column", "--text-pair-column", text_pair_column),
+                           ("label_column", "--label-column", label_column)):
+        if col is not None:
+            inf.comments[f"data.{key}"] = f"given: {flag} {col}"
     if task == "question-answering":
         return {}
     out: dict[str, Any] = {}
