@@ -2,8 +2,8 @@
 stages that would run, where the card would go, and the training time extrapolated from a few timed steps.
 
 ``pipeline.check`` loads and checks everything the way a run does (the same functions, in the same order) and
-hands the loaded model and data here. Nothing is written: the timed steps train a copy of nothing but the model
-in memory, which is thrown away.
+hands the loaded model and data here. Nothing is written: the timed steps update only the model in memory, which
+is thrown away.
 """
 
 from __future__ import annotations
@@ -94,10 +94,30 @@ def _model_inputs(model: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]
     return [{k: v for k, v in row.items() if k in keep} for row in rows]
 
 
+def _timed_batches(train_ds: Any, size: int, steps: int, seed: int) -> list[list[int]]:
+    """Row indices of one warm-up batch and ``steps`` timed batches. The Trainer groups batches by length, so the
+    timed batches are runs of similar length taken at evenly spaced points of the length order (their mean cost
+    is the mean cost of an epoch's batches); the warm-up batch is the median one."""
+    n = len(train_ds)
+    columns = getattr(train_ds, "column_names", None) or []
+    lengths = [len(ids) for ids in train_ds["input_ids"]] if "input_ids" in columns else [0] * n
+    order = sorted(range(n), key=lambda i: (lengths[i], i))
+    rng = random.Random(seed)
+
+    def around(fraction: float) -> list[int]:
+        start = min(max(0, round(fraction * n) - size // 2), max(0, n - size))
+        rows = order[start:start + size]
+        rng.shuffle(rows)
+        return rows
+
+    return [around(0.5)] + [around((k + 0.5) / steps) for k in range(steps)]
+
+
 def time_steps(cfg: RunConfig, task: Any, loaded: Any, train_ds: Any, eval_ds: Any,
                total_steps: int) -> TimeEstimate:
-    """Seconds per optimizer step over :data:`TIMED_STEPS` steps on random batches of the training data (after one
-    warm-up step), and the seconds of one validation pass from one timed evaluation batch."""
+    """Seconds per optimizer step over :data:`TIMED_STEPS` steps of the run's own model, data, batch size and
+    optimizer (after one warm-up step), and the seconds of one validation pass, from the forward passes' time per
+    example."""
     import torch
 
     from cardgen.models import pick_device
@@ -109,34 +129,34 @@ def time_steps(cfg: RunConfig, task: Any, loaded: Any, train_ds: Any, eval_ds: A
     model.train()
     collate = task.collator(loaded.tokenizer, cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
-    rng = random.Random(t.seed)
     size = min(t.train_batch_size, len(train_ds))
 
-    def batch(dataset: Any, n: int) -> dict[str, Any]:
-        rows = [dataset[i] for i in rng.sample(range(len(dataset)), min(n, len(dataset)))]
-        return {k: v.to(device) if hasattr(v, "to") else v for k, v in collate(_model_inputs(model, rows)).items()}
+    def batch(rows: list[int]) -> dict[str, Any]:
+        features = _model_inputs(model, [train_ds[i] for i in rows])
+        return {k: v.to(device) if hasattr(v, "to") else v for k, v in collate(features).items()}
 
-    seconds: list[float] = []
-    for step in range(TIMED_STEPS + 1):
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    seconds, forward, examples = [], 0.0, 0
+    for step, rows in enumerate(_timed_batches(train_ds, size, TIMED_STEPS, t.seed)):
         start = time.perf_counter()
         for _ in range(t.gradient_accumulation_steps):
-            loss = model(**batch(train_ds, size)).loss
+            inputs = batch(rows)
+            begin = time.perf_counter()
+            loss = model(**inputs).loss
+            sync()
+            if step:
+                forward, examples = forward + time.perf_counter() - begin, examples + len(rows)
             loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        if step:  # the first step warms up (allocations, kernels)
+        sync()
+        if step:  # the first step warms up (allocations, kernels, the optimizer's state)
             seconds.append(time.perf_counter() - start)
     per_step = sum(seconds) / len(seconds)
-    eval_seconds = None
-    if eval_ds is not None and len(eval_ds):
-        model.eval()
-        with torch.no_grad():
-            start = time.perf_counter()
-            model(**batch(eval_ds, t.eval_batch_size))
-            one = time.perf_counter() - start
-        eval_seconds = round(one * math.ceil(len(eval_ds) / t.eval_batch_size), 2)
+    eval_seconds = round(forward / examples * len(eval_ds), 2) if eval_ds is not None and examples else None
     return TimeEstimate(seconds_per_step=round(per_step, 4), timed_steps=len(seconds),
                         train_seconds=round(per_step * total_steps, 1), eval_seconds_per_epoch=eval_seconds,
                         device=device)

@@ -21,9 +21,9 @@ class TimeEstimate:
     """Training time extrapolated from a few timed optimizer steps on the run's own model and data."""
 
     seconds_per_step: float
-    timed_steps: int  # steps timed after one untimed warm-up step
+    timed_steps: int  # steps timed after one untimed warm-up step (batches of similar length, as the Trainer's)
     train_seconds: float  # seconds_per_step x total steps
-    eval_seconds_per_epoch: float | None = None  # one validation pass, from one timed evaluation batch
+    eval_seconds_per_epoch: float | None = None  # one validation pass, from the timed forward passes per example
     device: str = "cpu"
 
 
