@@ -79,6 +79,8 @@ def cli(debug: bool) -> None:
     \b
     Typical use:
       cardgen run examples/sentiment.yaml --output runs/sentiment
+      cardgen run --model MODEL --data train.csv  # no config: task and columns inferred
+      cardgen check examples/sentiment.yaml      # the plan, without running
       cardgen card runs/sentiment                # re-render README.md from run.json
       cardgen compare BASE FT --data test.tsv    # base vs fine-tuned with intervals
       cardgen push runs/sentiment --repo-id you/sentiment-minilm
@@ -91,9 +93,10 @@ def _register() -> None:
     from cardgen.commands.compare import compare
     from cardgen.commands.reproduce import reproduce
     from cardgen.commands.run import run
+    from cardgen.commands.start import check, init
     from cardgen.commands.sweep import sweep
 
-    for command in (run, card, push, compare, lint, bench, sweep, reproduce):
+    for command in (run, card, push, compare, lint, bench, sweep, reproduce, check, init):
         cli.add_command(command)
 
 

@@ -147,6 +147,13 @@ def print_text(text: str) -> None:
     console.print(text, markup=False, highlight=False)
 
 
+def print_plain(text: str) -> None:
+    """Text on stdout exactly as given (no markup, no wrapping at the terminal's width): file contents and
+    lines that scripts read."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output for CI pipelines: bare JSON on stdout."""
     import json

@@ -207,6 +207,7 @@ def split_frames(
     from sklearn.model_selection import train_test_split
 
     frames = dict(frames)
+    origin = dict(sources)  # each carved split names the file it came from once, not the notes of earlier carves
 
     def carve(source: str, target: str, size: float) -> None:
         frame = frames[source]
@@ -222,8 +223,8 @@ def split_frames(
         rest, carved = train_test_split(frame, test_size=n_target, random_state=cfg.split_seed, stratify=strat)
         frames[source] = rest.reset_index(drop=True)
         frames[target] = carved.reset_index(drop=True)
-        sources[target] = f"{sources[source]} ({size:.0%} split off with seed {cfg.split_seed})"
-        sources[source] = f"{sources[source]} (rest after splits, seed {cfg.split_seed})"
+        sources[target] = f"{origin[source]} ({size:.0%} split off with seed {cfg.split_seed})"
+        sources[source] = f"{origin[source]} (rest after splits, seed {cfg.split_seed})"
 
     if "test" not in frames:
         if "train" not in frames:
@@ -324,7 +325,25 @@ def new_data_record(cfg: DataConfig, label_names: list[str], splits: dict[str, S
         hub_config=cfg.dataset_config,
         hub_revision=cfg.revision,
         max_length=cfg.max_length,
+        hub_sha=hub_dataset_sha(cfg),
     )
+
+
+def hub_dataset_sha(cfg: DataConfig) -> str | None:
+    """The Hub commit of ``data.dataset`` that ``datasets`` resolved (from its cache when offline); None for local
+    data, or when it cannot tell. The card's model-index names it as the dataset revision."""
+    import re
+
+    if not cfg.dataset or Path(cfg.dataset).exists():
+        return None
+    try:
+        import datasets
+
+        builder = datasets.load_dataset_builder(cfg.dataset, cfg.dataset_config, revision=cfg.revision)
+    except (OSError, ValueError, RuntimeError, ImportError):  # the data loaded; only its commit is unknown
+        return None
+    sha = str(getattr(builder, "hash", "") or "")
+    return sha if re.fullmatch(r"[0-9a-f]{40}", sha) else None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -356,3 +356,23 @@ def _auto_config(model_cfg: ModelConfig) -> Any:
                              "read that code, then set model.trust_remote_code: true") from exc
         raise ModelError(f"cannot read the model config of {model_cfg.name_or_path}: {first}",
                          "check model.name_or_path (a directory with config.json, or a Hub id)") from exc
+
+
+def hub_commit(name_or_path: str, revision: str | None = None, gguf_file: str | None = None) -> str | None:
+    """The Hub commit a model given by Hub id was loaded at, read from huggingface_hub's cache (no request);
+    None for a local path, or when the cache does not tell."""
+    import re
+
+    if not name_or_path or Path(name_or_path).expanduser().exists():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in (*([gguf_file] if gguf_file else []), "config.json"):
+        try:
+            path = try_to_load_from_cache(name_or_path, filename, revision=revision)
+        except ValueError:  # not a valid repo id
+            return None
+        found = re.search(r"[/\\]snapshots[/\\]([0-9a-f]{40})[/\\]", path) if isinstance(path, str) else None
+        if found:
+            return found.group(1)
+    return None

@@ -13,6 +13,7 @@ from cardgen.config import RunConfig, dump_config
 from cardgen.console import Progress
 from cardgen.errors import ConfigError, OutputError, TemplateError
 from cardgen.record import RunRecord, save_record
+from cardgen.trackers import TRACKER_DIR  # TensorBoard's event files, written during training
 
 OUTPUT_FILES = ("run.json", "README.md", "config.yaml")
 CHECKPOINTS = "checkpoints"  # train.CHECKPOINT_DIR (not imported: train imports torch's world)
@@ -198,6 +199,8 @@ def write_set(cfg: RunConfig, record: RunRecord, loaded: Any, stage: Path, out_d
                                 f"fix the template, then: cardgen card {out_dir} --template {cfg.card.template}")
     kept = record.training is not None and (not saved or bool(cfg.training and cfg.training.keep_checkpoints))
     names = {p.name for p in stage.iterdir()} | {"run.json"}
+    logged = record.training is not None and record.training.trackers.get("tensorboard", "").startswith(TRACKER_DIR)
+    names |= {TRACKER_DIR} if logged and (out_dir / TRACKER_DIR).is_dir() else set()
     record.outputs = sorted(names | ({CHECKPOINTS} if kept and (out_dir / CHECKPOINTS).is_dir() else set()))
     save_record(record, stage / "run.json")
     return saved, pending

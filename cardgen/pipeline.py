@@ -104,6 +104,38 @@ def run(cfg: RunConfig, progress: Progress | None = None, resume: bool = False,
         return _run(cfg, progress, resume, training or training_stage(cfg))
 
 
+def check(cfg: RunConfig, progress: Progress | None = None, resume: bool = False, *, config_label: str = "",
+          push_to: str | None = None, estimate: bool = True) -> Any:
+    """Everything :func:`run` checks and loads before it writes (output directory, config, data, model, tokenizer,
+    template), through the same functions in the same order, and the plan of the run; writes nothing.
+
+    Returns:
+        The :class:`~cardgen.record.RunPlan`.
+
+    Raises:
+        CardgenError: The error the run would stop with, word for word.
+    """
+    from cardgen.card.render import check_card_target
+    from cardgen.data import used_max_length
+    from cardgen.models import hf_quiet
+    from cardgen.plan import build_plan
+    from cardgen.tasks import get_task
+
+    progress = progress or NullProgress()
+    with hf_quiet():
+        check_distributed(cfg)
+        out_dir = Path(cfg.output.dir)
+        outputs.check_inputs_outside(cfg, out_dir)
+        outputs.check_output_dir(out_dir, cfg.output.overwrite, resume)
+        check_card_target(out_dir / "README.md", cfg.output.overwrite_card)
+        outputs.check_resume(cfg, out_dir, resume)
+        task = get_task(cfg.task)
+        inputs = _load(cfg, task, StageTimer(progress), progress)
+        cfg, capped = used_max_length(cfg, inputs.data.record)
+        return build_plan(cfg, task, inputs, config_label=config_label, push_to=push_to,
+                          warnings=inputs.warnings + capped, progress=progress, estimate=estimate)
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (kill, timeout, systemd, Docker, Kubernetes, SLURM) ends a run like Ctrl-C: the lock is released
@@ -243,7 +275,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
     """The run record before any stage ran: config, environment, model and data."""
     from cardgen.adapters import resources, unwrapped
     from cardgen.environment import collect_environment
-    from cardgen.models import num_parameters, weights_size_on_disk
+    from cardgen.models import hub_commit, num_parameters, weights_size_on_disk
 
     model_record = ModelRecord(
         base_model=cfg.model.name_or_path,
@@ -256,6 +288,7 @@ def _new_record(cfg: RunConfig, task: Any, inputs: _Loaded) -> RunRecord:
         newly_initialized=inputs.loaded.newly_initialized,
         trust_remote_code=cfg.model.trust_remote_code,
         size_on_disk_bytes=weights_size_on_disk(inputs.directory),
+        commit_sha=hub_commit(cfg.model.name_or_path, cfg.model.revision, inputs.gguf),  # Hub ids only
     )
     return RunRecord(
         config=cfg.to_dict(), environment=collect_environment(), model=model_record, data=inputs.data.record,
@@ -308,6 +341,10 @@ def _stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, out_d
             with timer("evaluate", f"Evaluating on the {cfg.evaluation.split} split"), sharded_evaluation():
                 record.evaluation = task.evaluate(loaded, data.frames[split], cfg, data.label_names,
                                                   "fine-tuned" if record.training else "model", split, progress)
+            from cardgen.examples import pick_examples
+
+            record.examples = pick_examples(cfg.task, data.frames[split], record.evaluation, data.label_names,
+                                            cfg.card.examples_per_label)
             _optional_stages(cfg, task, loaded, data, record, timer, progress, main)
             _experiment_stages(cfg, task, inputs, record, timer, progress, main)
         except Exception as exc:

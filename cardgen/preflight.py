@@ -102,8 +102,12 @@ def check_lengths(lengths: list[Length], model_config: Any) -> None:
 
 
 def check_run(cfg: RunConfig, model_config: Any, tokenizer: Any) -> None:
-    """Preflight of ``cardgen run``: every length of the config against the model's positions."""
+    """Preflight of ``cardgen run``: every length of the config against the model's positions, and every tracker
+    of ``training.report_to`` installed."""
+    from cardgen.trackers import check_trackers
+
     check_lengths(run_lengths(cfg, tokenizer), model_config)
+    check_trackers(cfg)
 
 
 def check_bench(model_config: Any, sequence_length: int, generates: bool) -> None:

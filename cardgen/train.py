@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cardgen import trackers
 from cardgen.config import RunConfig, TrainingConfig
+from cardgen.config.sections import LOG_POINTS
 from cardgen.console import NullProgress, Progress
 from cardgen.errors import ConfigError
 from cardgen.files import checkpoint_write_error
@@ -68,13 +70,14 @@ def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_be
         "bf16": t.mixed_precision == "bf16",
         "eval_strategy": "epoch",
         "save_strategy": "epoch",
-        "logging_strategy": "steps" if t.logging_steps else "epoch",
-        "logging_steps": t.logging_steps or 500,
+        # A few dozen training-loss points per run (a ratio of the total steps), so the curve shows steps.
+        "logging_strategy": "steps",
+        "logging_steps": t.logging_steps or 1 / LOG_POINTS,
         "load_best_model_at_end": True,
         "metric_for_best_model": metric,
         "greater_is_better": greater_is_better,
         "save_total_limit": t.save_total_limit,
-        "report_to": "none",
+        "report_to": list(t.report_to) or "none",
         "disable_tqdm": True,
         # Batches of similar length waste little compute on padding: faster than random batches.
         "train_sampling_strategy": "group_by_length",
@@ -85,7 +88,9 @@ def training_arguments(cfg: RunConfig, out_dir: Path, metric: str, greater_is_be
         kwargs.update(eval_strategy="steps", save_strategy="steps", logging_strategy="steps",
                       eval_steps=max(1, t.max_steps // max(1, int(t.num_epochs))))
         kwargs["save_steps"] = kwargs["eval_steps"]
-        kwargs["logging_steps"] = t.logging_steps or kwargs["eval_steps"]
+        kwargs["logging_steps"] = t.logging_steps or 1 / LOG_POINTS
+    if t.report_to:  # the trackers' run name (the Trainer's default is the checkpoint folder)
+        kwargs["run_name"] = cfg.card.model_name or out_dir.name
     kwargs.update(precision_arguments(t.mixed_precision))
     if t.gradient_checkpointing:  # transformers 5 calls it activation checkpointing (the old name warns)
         fields = args_class.__dataclass_fields__
@@ -122,6 +127,13 @@ def precision_arguments(mixed_precision: str) -> dict[str, Any]:
         raise ConfigError("`training.mixed_precision` bf16: this CPU has no native bf16 (AVX512-BF16, AMX or Arm "
                           "bf16), so it would be emulated and slower than float32", "set training.mixed_precision: no")
     return {"use_cpu": True}
+
+
+def task_training_arguments(cfg: RunConfig, task: Any, out_dir: Path) -> tuple[Any, str, bool]:
+    """(TrainingArguments, metric for the best model, whether greater is better) for ``task``; also what
+    ``cardgen check`` builds to check the training section and ``extra_args`` without training."""
+    metric, greater = selection_metric(cfg, task)
+    return training_arguments(cfg, out_dir, metric, greater, task), metric, greater
 
 
 def _cuda_available() -> bool:
@@ -314,8 +326,7 @@ def train(
 
     progress = progress or NullProgress()
     t: TrainingConfig = cfg.training  # type: ignore[assignment]
-    metric, greater = selection_metric(cfg, task)
-    args = training_arguments(cfg, out_dir, metric, greater, task)
+    args, metric, greater = task_training_arguments(cfg, task, out_dir)
     train_ds = task.train_dataset(data.frames["train"], loaded.tokenizer, cfg, "train")
     eval_ds = task.train_dataset(data.frames["validation"], loaded.tokenizer, cfg, "validation")
     stop = _StopFlag()
@@ -331,6 +342,7 @@ def train(
         **(task.trainer_kwargs(cfg) if hasattr(task, "trainer_kwargs") else {}),
     )
     trainer.remove_callback(PrinterCallback)  # cardgen reports progress itself
+    trackers.configure(trainer, out_dir)
     checkpoint = last_checkpoint(out_dir) if resume else None
     stop.install()
     try:
@@ -355,5 +367,6 @@ def train(
         stopped_early=bool(t.early_stopping_patience) and trainer.state.global_step < trainer.state.max_steps
         and not stop.stopped)
     record.warnings = [w for cb in callbacks for w in getattr(cb, "warnings", [])]
+    record.trackers = trackers.links(trainer, out_dir)
     # A Ctrl-C that lands after the last step (during the final evaluation) stopped nothing.
     return record, stop.stopped and trainer.state.global_step < trainer.state.max_steps

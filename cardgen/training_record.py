@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from cardgen.record import EpochRow, TrainingRecord
+from cardgen.record import EpochRow, LogPoint, TrainingRecord
 
 # Keys of Trainer log entries that are bookkeeping, not metrics.
 LOG_SKIP = {"epoch", "step", "total_flos", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
@@ -86,20 +86,41 @@ def trainer_card_hyperparameters(args: Any) -> dict[str, Any]:
 
 
 def epoch_rows(log_history: list[dict[str, Any]]) -> list[EpochRow]:
-    """Rows like the Trainer card's table: last training loss seen, then each evaluation."""
+    """Rows like the Trainer card's table, one per evaluation; the training loss of a row is the mean of the
+    losses logged since the previous evaluation (the epoch's loss when logging is per step; the last one seen
+    when nothing was logged in between)."""
     rows = []
     training_loss: float | None = None
+    window: list[float] = []
     for entry in log_history:
         if "loss" in entry:
             training_loss = float(entry["loss"])
+            window.append(training_loss)
         if "eval_loss" in entry:
             metrics = {k.removeprefix("eval_"): float(v) for k, v in entry.items()
                        if k.startswith("eval_") and k not in LOG_SKIP and k != "eval_loss"
                        and isinstance(v, (int, float))}
+            loss = sum(window) / len(window) if window else training_loss
             rows.append(EpochRow(epoch=round(float(entry.get("epoch", 0.0)), 4), step=int(entry.get("step", 0)),
-                                 training_loss=training_loss, validation_loss=float(entry["eval_loss"]),
+                                 training_loss=loss, validation_loss=float(entry["eval_loss"]),
                                  metrics=metrics))
+            window = []
     return rows
+
+
+def curve_points(log_history: list[dict[str, Any]]) -> list[LogPoint]:
+    """Every training log entry (loss, learning rate, gradient norm) for the training-curve plot."""
+    points = []
+    for entry in log_history:
+        if "loss" not in entry or "eval_loss" in entry or not isinstance(entry["loss"], (int, float)):
+            continue
+        lr, norm = entry.get("learning_rate"), entry.get("grad_norm")
+        points.append(LogPoint(step=int(entry.get("step", 0)), epoch=round(float(entry.get("epoch", 0.0)), 4),
+                               loss=float(entry["loss"]),
+                               learning_rate=float(lr) if isinstance(lr, (int, float)) else None,
+                               grad_norm=float(norm) if isinstance(norm, (int, float)) and math.isfinite(norm)
+                               else None))
+    return points
 
 
 def find_best(rows: list[EpochRow], metric: str, greater: bool) -> EpochRow | None:
@@ -181,6 +202,7 @@ def training_record(args: Any, state: Any, *, metric: str | None = None, greater
         total_eval_batch_size=args.per_device_eval_batch_size * world,
         stopped_early=stopped_early,
         resumed_from=resumed_from,
+        curve=curve_points(state.log_history),
     )
 
 

@@ -98,7 +98,7 @@ def test_callback_card_reports_the_held_out_evaluation(script_run: Path) -> None
     assert "held-out **test** split (64 examples, never used for model selection)" in text
     assert "A tiny sentiment classifier from a plain script." in text
     assert "- learning_rate: 0.005" in text and "| Training Loss | Epoch | Step | Validation Loss | Accuracy |" in text
-    assert "![Training and validation loss and metric per epoch](training_curves.png)" in text
+    assert "![Training loss per step and learning rate; validation loss and metric per epoch](training_curves.png)" in text
     # the callback's own unedited card is rendered afresh, so text outside the markers follows the new results
     assert "(64 test examples)" in text and "48 validation examples" not in text
     assert "Stage wall times (s): train " in text and ", evaluate " in text

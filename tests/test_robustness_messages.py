@@ -96,9 +96,10 @@ def test_run_accepts_the_token_its_hint_asks_for(ctx: Ctx) -> None:
 
 
 @pytest.mark.parametrize(("args", "expect", "usage"), [
-    (["run", "--foo", "x.yaml"], "No such option '--foo'", "cardgen run [OPTIONS] CONFIG"),
-    (["run"], "Missing argument 'CONFIG'", "cardgen run [OPTIONS] CONFIG"),
-    (["run", "x.yaml", "--set"], "'--set' requires an argument", "cardgen run [OPTIONS] CONFIG"),
+    (["run", "--foo", "x.yaml"], "No such option '--foo'", "cardgen run [OPTIONS] [CONFIG]"),
+    (["run"], "Missing argument 'CONFIG' (or --model and --data", "cardgen run [OPTIONS] [CONFIG]"),
+    (["run", "x.yaml", "--set"], "'--set' requires an argument", "cardgen run [OPTIONS] [CONFIG]"),
+    (["check"], "Missing argument 'CONFIG' (or --model and --data", "cardgen check [OPTIONS] [CONFIG]"),
     (["compare", "a", "b"], "Missing option '--data'", "cardgen compare [OPTIONS] BASE FT"),
     (["compare", "a", "b", "--data", "x", "--batch-size", "abc"], "'abc' is not a valid integer",
      "cardgen compare [OPTIONS] BASE FT"),

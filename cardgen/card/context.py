@@ -352,6 +352,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         **_experiment_sections(record),
         "adapter": adapter_context(record, md_escape(base_name), _run_dir(record)),
         "resources": resources_context(record),
+        **_provenance(record),
     }
 
 
@@ -363,3 +364,11 @@ def _experiment_sections(record: RunRecord) -> dict[str, Any]:
 
     return {"verdict": verdict_context(record.verdict), "forgetting": forgetting_context(record),
             "energy": energy_context(record)}
+
+
+def _provenance(record: RunRecord) -> dict[str, Any]:
+    """The inferred settings and Hub commits, the trackers, the evaluation examples (card/provenance.py)."""
+    from cardgen.card.provenance import examples_context, setup_context, trackers_context
+
+    return {"setup": setup_context(record), "trackers": trackers_context(record),
+            "examples": examples_context(record)}

@@ -19,6 +19,7 @@ CONFUSION_FILE = "confusion_matrix.png"
 LATENCY_FILE = "latency.png"
 SWEEP_FILE = "sweep_objective.png"
 PLOT_FILES = (CURVES_FILE, CONFUSION_FILE, LATENCY_FILE, SWEEP_FILE)
+CURVES_TITLE = "Training loss per step and learning rate; validation loss and metric per epoch"
 DPI = 110
 METRIC_LABELS = {"accuracy": "Accuracy", "f1_macro": "F1 (macro)", "precision_macro": "Precision (macro)",
                  "recall_macro": "Recall (macro)", "f1_positive": "F1 (positive class)", "loss": "Loss",
@@ -44,7 +45,7 @@ def write_plots(record: RunRecord, out_dir: str | Path) -> list[dict[str, str]]:
     out_dir = Path(out_dir)
     plots: list[dict[str, str]] = []
     for name, file, title, draw in (
-        ("training_curves", CURVES_FILE, "Training and validation loss and metric per epoch", training_curves),
+        ("training_curves", CURVES_FILE, CURVES_TITLE, training_curves),
         ("confusion_matrix", CONFUSION_FILE, "Confusion matrix on the evaluation split", confusion_matrix),
         ("latency", LATENCY_FILE, "Latency of the base and the fine-tuned model", latency_chart),
         ("sweep_objective", SWEEP_FILE, "Hyperparameter search: each trial's objective", sweep_objective),
@@ -94,7 +95,8 @@ def main_metric(record: RunRecord) -> str | None:
 
 
 def training_curves(record: RunRecord) -> Any:
-    """Training and validation loss per epoch and, beside it, the main validation metric; None without rows."""
+    """Training loss at every logged step with the learning rate on a second axis, validation loss per epoch and,
+    beside it, the main validation metric; None without rows."""
     tr = record.training
     if tr is None or not tr.epochs:
         return None
@@ -103,20 +105,8 @@ def training_curves(record: RunRecord) -> Any:
     fig = _figure(9.0 if metric else 5.0, 3.6)
     axes = fig.subplots(1, 2 if metric else 1, squeeze=False)[0]
     ax = axes[0]
-    train = [(r.epoch, r.training_loss) for r in rows if r.training_loss is not None]
-    valid = [(r.epoch, r.validation_loss) for r in rows if r.validation_loss is not None]
-    if train:
-        ax.plot(*zip(*train, strict=True), marker="o", label="training loss", color="#1f77b4")
-    if valid:
-        ax.plot(*zip(*valid, strict=True), marker="s", label="validation loss", color="#ff7f0e")
     best = next((r for r in rows if tr.best_step is not None and r.step == tr.best_step), None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("Loss")
-    ax.grid(alpha=0.3)
-    if best is not None:
-        ax.axvline(best.epoch, color="grey", linestyle=":", linewidth=1, label=f"best epoch ({best.epoch:g})")
-    ax.legend(fontsize="small")
+    _loss_panel(ax, record, best)
     if metric:
         ax = axes[1]
         points = [(r.epoch, r.metrics[metric]) for r in rows if metric in r.metrics]
@@ -129,9 +119,8 @@ def training_curves(record: RunRecord) -> Any:
         ax.set_title(f"Validation {_metric_label(metric)}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    for a in axes:
         if len(rows) <= 12:
-            a.set_xticks(sorted({r.epoch for r in rows}))
+            ax.set_xticks(sorted({r.epoch for r in rows}))
     return fig
 
 
@@ -169,6 +158,44 @@ def sweep_objective(record: RunRecord) -> Any:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig
+
+
+def _loss_panel(ax: Any, record: RunRecord, best: Any) -> None:
+    """Training loss per logged step (per epoch for records without a curve), validation loss per epoch, the
+    learning-rate schedule on a second y axis."""
+    tr = record.training
+    assert tr is not None
+    rows = tr.epochs
+    curve = tr.curve
+    if curve:
+        ax.plot([p.epoch for p in curve], [p.loss for p in curve], marker="." if len(curve) <= 60 else None,
+                linewidth=1.2, label=f"training loss ({len(curve)} logged steps)", color="#1f77b4")
+    else:
+        train = [(r.epoch, r.training_loss) for r in rows if r.training_loss is not None]
+        if train:
+            ax.plot(*zip(*train, strict=True), marker="o", label="training loss", color="#1f77b4")
+    valid = [(r.epoch, r.validation_loss) for r in rows if r.validation_loss is not None]
+    if valid:
+        ax.plot(*zip(*valid, strict=True), marker="s", label="validation loss", color="#ff7f0e")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("Loss and learning rate")
+    ax.grid(alpha=0.3)
+    if best is not None:
+        ax.axvline(best.epoch, color="grey", linestyle=":", linewidth=1, label=f"best epoch ({best.epoch:g})")
+    handles, labels = ax.get_legend_handles_labels()
+    schedule = [(p.epoch, p.learning_rate) for p in curve if p.learning_rate is not None]
+    if schedule:
+        lr_ax = ax.twinx()
+        lr_ax.plot(*zip(*schedule, strict=True), color="#7f7f7f", linestyle="--", linewidth=1,
+                   label="learning rate")
+        lr_ax.set_ylabel("learning rate")
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        more_handles, more_labels = lr_ax.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, fontsize="small")
+    if len(rows) <= 12 and not curve:
+        ax.set_xticks(sorted({r.epoch for r in rows}))
 
 
 def confusion_counts(record: RunRecord) -> tuple[list[str], Any] | None:

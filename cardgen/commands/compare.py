@@ -32,8 +32,9 @@ from cardgen.config.gate import RequireRule
               help="Permutations behind each permutation p-value (the smallest p-value is 1 / (1 + N)).")
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="Coverage of the intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of resampling, permutations and probe.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the comparison (with per-example predictions of both models) as JSON to this file.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Write the comparison (with per-example predictions of both models) as JSON to this file; "
+              "`--json -` prints it on stdout instead of the tables.")
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the card section 'Comparison with the base model' to this file.")
 @click.option("--require", "require", multiple=True, metavar="METRIC:min_delta=X|METRIC:max_worse=X",
@@ -71,12 +72,20 @@ def compare(base: str, fine_tuned: str, data: str, task: str, split: str, text_c
 
     names = [n.strip() for n in label_names.split(",") if n.strip()] if label_names else None
     rules = _rules(require, task)  # checked before anything is loaded
+    to_stdout = json_out is not None and str(json_out) == "-"
     quiet_libraries()
     result = compare_models(base, fine_tuned, data, task=task, split=split, text_column=text_column,
                             label_column=label_column, label_names=names, max_length=max_length, train=train_file,
                             dataset_config=dataset_config, batch_size=batch_size, bootstrap_samples=bootstrap,
-                            confidence=confidence, seed=seed, progress=RichProgress(quiet=quiet),
+                            confidence=confidence, seed=seed, progress=RichProgress(quiet=quiet or to_stdout),
                             permutations=permutations)
+    if to_stdout:
+        from cardgen.console import print_json
+
+        if markdown_out is not None:
+            atomic_write_text(markdown_out, render_markdown(result))
+        print_json(to_dict(result))
+        return
     how = {"linear-probe": "linear probe on frozen features", "zero-shot": "zero-shot"}.get(
         result.method, "evaluated as it is")
     print_text(f"Base {display_model(result.base_model)} ({how}) vs fine-tuned {display_model(fine_tuned)}: "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cardgen.config.energy import EnergyConfig
+from cardgen.config.eval_results import EvalResultsConfig
 from cardgen.config.experiments import SearchParam, SweepConfig
 from cardgen.config.gate import RequireRule, rule_problems
 from cardgen.config.general import GeneralDataConfig
@@ -40,8 +41,8 @@ from cardgen.files import DuplicateKey, resolve_config_paths, unique_key_loader
 
 __all__ = [
     "AdapterConfig", "NEW_TOKENS", "PROMPT_LENGTH", "TASKS", "TASK_ALIASES", "BenchmarkConfig", "CardConfig",
-    "CompareConfig", "DataConfig", "EvaluationConfig", "GenerationSection", "InstructionSection", "LMConfig",
-    "ModelConfig", "OutputConfig", "QAConfig", "RunConfig", "SearchParam", "Seq2SeqSection", "SweepConfig",
+    "CompareConfig", "DataConfig", "EvalResultsConfig", "EvaluationConfig", "GenerationSection", "InstructionSection",
+    "LMConfig", "ModelConfig", "OutputConfig", "QAConfig", "RunConfig", "SearchParam", "Seq2SeqSection", "SweepConfig",
     "TrainingConfig", "dump_config", "load_config", "EnergyConfig", "GeneralDataConfig", "RequireRule",
 ]
 
@@ -67,6 +68,7 @@ class RunConfig:
     generation: GenerationSection = field(default_factory=GenerationSection)
     seq2seq: Seq2SeqSection = field(default_factory=Seq2SeqSection)
     instruction: InstructionSection = field(default_factory=InstructionSection)
+    eval_results: EvalResultsConfig = field(default_factory=EvalResultsConfig)  # opt-in .eval_results/*.yaml
 
     def _checks(self) -> list[tuple[str, str]]:
         if self.task not in TASKS:

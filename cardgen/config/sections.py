@@ -115,14 +115,18 @@ class TrainingConfig:
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
     early_stopping_patience: int | None = None
     metric_for_best_model: str | None = None  # task default when unset
-    logging_steps: int | None = None  # per epoch when unset
+    logging_steps: int | None = None  # unset: about LOG_POINTS training-loss points over the whole run
     save_total_limit: int = 2
     keep_checkpoints: bool = False
     extra_args: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments as they are
     seeds: list[int] | None = None  # train once per seed (issue 16); `seed` is unused then
+    report_to: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, wandb, mlflow, trackio
 
     def _checks(self) -> list[tuple[str, str]]:
         errors = []
+        errors += _tracker_checks(self.report_to)
+        if self.logging_steps is not None and self.logging_steps < 1:
+            errors.append(("logging_steps", f"must be >= 1 (got {self.logging_steps})"))
         if self.seeds is not None and (len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds)):
             errors.append(("seeds", f"must list at least 2 different seeds (got {self.seeds}); one seed is "
                                     "`training.seed`"))
@@ -146,6 +150,25 @@ class TrainingConfig:
                 errors.append((f"extra_args.{key}", "must not be set: config.yaml, run.json and the card would store "
                                                     "the secret (set HF_TOKEN in the environment instead)"))
         return errors
+
+
+# Experiment trackers the Trainer reports to (transformers' integrations) and the module each needs installed.
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+            "trackio": ("trackio",), "comet_ml": ("comet_ml",), "neptune": ("neptune",), "clearml": ("clearml",),
+            "dvclive": ("dvclive",), "swanlab": ("swanlab",), "azure_ml": ("azureml",), "dagshub": ("dagshub",),
+            "flyte": ("flytekit",)}
+LOG_POINTS = 30  # training-loss points over a run when training.logging_steps is unset
+
+
+def _tracker_checks(names: list[str]) -> list[tuple[str, str]]:
+    from cardgen.config.schema import nearest
+
+    known = ", ".join(TRACKERS)
+    for name in names:
+        if name not in TRACKERS:
+            hint = nearest(name, TRACKERS) or f" (known: {known})"
+            return [("report_to", f"names {name!r}, which is not a tracker transformers reports to{hint}")]
+    return []
 
 
 @dataclass(frozen=True)
@@ -220,6 +243,13 @@ class CardConfig:
     intended_uses: str | None = None
     limitations: str | None = None
     citation: str | None = None
+    inferred: list[str] = field(default_factory=list)  # what `cardgen run --model/--data` inferred; the card says it
+    examples_per_label: int = 2  # test examples per label in the card's table and widget (0: none)
+
+    def _checks(self) -> list[tuple[str, str]]:
+        if self.examples_per_label < 0:
+            return [("examples_per_label", f"must be >= 0 (got {self.examples_per_label})")]
+        return []
 
 
 @dataclass(frozen=True)

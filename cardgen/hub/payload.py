@@ -5,12 +5,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from cardgen.card.format import shorten_path
 from cardgen.card.markers import has_markers, join_front_matter, merge_generated, split_front_matter
-from cardgen.errors import HubError
+from cardgen.errors import CardgenError, HubError
+from cardgen.trackers import TRACKER_DIR
 
 CARD_FILES = ("README.md", "run.json")
 
@@ -53,6 +55,8 @@ def collect_files(output_dir: Path, with_model: bool) -> dict[str, Path]:
             continue
         if any(fnmatch.fnmatch(path.name, pattern) for pattern in IMAGE_PATTERNS):
             files[rel.as_posix()] = path
+        elif rel.parts[0] == TRACKER_DIR and path.name.startswith("events.out.tfevents."):
+            files[rel.as_posix()] = path  # the Hub shows TensorBoard event files in the repo's metrics tab
     if with_model:
         model = {p.name: p for p in sorted(output_dir.iterdir())
                  if p.is_file() and any(fnmatch.fnmatch(p.name, pat) for pat in MODEL_PATTERNS)}
@@ -160,3 +164,24 @@ def _merge_eval_results(remote_card: str, local_card: str, merged: str) -> str:
 def git_blob_id(data: bytes) -> str:
     """The id git (and the Hub) gives a file's content: sha1 of ``blob <size>\\0<content>``."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+EVAL_RESULTS_DIR = ".eval_results"
+
+
+def with_run_record(card: str, contents: dict[str, bytes], output_dir: Path, run_url: str) -> str:
+    """What the pushed run.json adds to a push: the card's model-index results point at it (``source_url``), and
+    the opt-in ``.eval_results/<task>.yaml`` entry (config ``eval_results``) is added to ``contents``."""
+    from cardgen.card.metadata import eval_result_entries, eval_results_yaml, with_source_url
+    from cardgen.record import load_record
+
+    try:
+        record = load_record(output_dir / "run.json")
+    except CardgenError:  # a run.json cardgen did not write: pushed as it is, and the card names no source
+        return card
+    card = with_source_url(card, run_url)
+    entries = eval_result_entries(record, run_url)
+    if entries:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", entries[0].task_id).strip("-.") or "default"
+        contents[f"{EVAL_RESULTS_DIR}/{name}.yaml"] = eval_results_yaml(entries).encode("utf-8")
+    return card

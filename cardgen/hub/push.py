@@ -18,8 +18,6 @@ previous attempt landed after all (its answer lost), so a retry never makes a se
 from __future__ import annotations
 
 import difflib
-import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from cardgen.hub.payload import (
     git_blob_id,
     public_adapter_config,
     public_run_json,
+    with_run_record,
 )
 from cardgen.hub.transport import (
     LOGIN_HINT,
@@ -44,7 +43,10 @@ from cardgen.hub.transport import (
     scrub,
     timeout_seconds,
     to_hub_error,
+    unreachable,
 )
+
+DRY_RUN_CONNECT_S = 2.0  # a dry run gives the Hub this long to accept the connection before showing what it can
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class PushResult:
         no_change: Everything was already on the Hub: no commit was made.
         dry_run: Nothing was written.
         diff: Unified diff between the card on the Hub and the card pushed (empty when equal).
+        compared: Whether the files and the card were compared with the Hub (a dry run without network: no).
+        unreachable: Why the Hub could not be reached, when it could not (dry runs only).
     """
 
     repo_id: str
@@ -87,6 +91,8 @@ class PushResult:
     no_change: bool = False
     dry_run: bool = False
     diff: str = ""
+    compared: bool = True
+    unreachable: str = ""
 
     @property
     def changed(self) -> tuple[PushedFile, ...]:
@@ -154,7 +160,8 @@ def push(
         raise HubError("no Hugging Face token found", LOGIN_HINT)
     seconds = timeout_seconds()
     try:
-        with request_timeout(seconds):
+        # A dry run only reads, and says so when the Hub cannot be reached: no retries, a short connect timeout.
+        with request_timeout(seconds, connect=DRY_RUN_CONNECT_S if dry_run else 10.0):
             return _push(output_dir, repo_id, token=token, create_pr=create_pr, private=private, revision=revision,
                          with_model=with_model, commit_message=commit_message, dry_run=dry_run, overwrite=overwrite,
                          endpoint=endpoint, progress=progress)
@@ -190,7 +197,12 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
     api = HfApi(endpoint=endpoint, token=token if token else False, library_name="cardgen",
                 library_version=__version__)
     branch = revision or "main"
-    remote = _read_remote(api, repo_id, branch, progress)
+    try:
+        remote = _read_remote(api, repo_id, branch, progress, waits=() if dry_run else None)
+    except Exception as exc:
+        if not dry_run or not unreachable(exc):  # a dry run without network shows what it can
+            raise
+        return _offline_dry_run(api, output_dir, repo_id, branch, local, local_card, str(unreachable(exc)), progress)
     if token is None and not remote.exists:
         progress.note(f"no token: {repo_id} looks new, but a private repo would look the same")
     if remote.exists and private and remote.private is False:
@@ -200,17 +212,18 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
         raise HubError(f"branch '{branch}' not found in {repo_id}; a pull request needs an existing base branch",
                        "check --revision")
 
+    repo_url = f"{api.endpoint.rstrip('/')}/{repo_id}"
+    contents: dict[str, bytes] = {path: src.read_bytes() for path, src in local.items()}
+    if "run.json" in contents:  # before the merge, so results that point at run.json match the Hub's own
+        contents["run.json"] = public_run_json(contents["run.json"], output_dir)
+        local_card = with_run_record(local_card, contents, output_dir, f"{repo_url}/blob/{branch}/run.json")
     card = card_to_push(local_card, remote.card, overwrite, repo_id)
     _lint_card(card, f"the card merged with the one on {repo_id}")
     _validate_on_hub(api, card, progress)
-
-    contents: dict[str, bytes] = {path: src.read_bytes() for path, src in local.items()}
     contents["README.md"] = card.encode("utf-8")
     if "adapter_config.json" in contents:
         contents["adapter_config.json"] = public_adapter_config(contents["adapter_config.json"],
                                                                 contents.get("run.json"))
-    if "run.json" in contents:
-        contents["run.json"] = public_run_json(contents["run.json"], output_dir)
     oids = {path: git_blob_id(data) for path, data in contents.items()}
     files = tuple(
         PushedFile(path, len(data), "new" if path not in remote.files
@@ -220,7 +233,6 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
     diff = "".join(difflib.unified_diff(
         (remote.card or "").splitlines(keepends=True), card.splitlines(keepends=True),
         fromfile=f"{repo_id}@{branch}/README.md (Hub)", tofile="README.md (to push)"))
-    repo_url = f"{api.endpoint.rstrip('/')}/{repo_id}"
     base: dict[str, Any] = {"repo_id": repo_id, "repo_url": repo_url, "revision": branch, "files": files, "diff": diff,
             "private": remote.private if remote.exists else private, "created_repo": not remote.exists}
     if dry_run:
@@ -254,6 +266,22 @@ def _push(output_dir: Path, repo_id: str, *, token: str | None, create_pr: bool,
     return PushResult(**base, commit_oid=oid, commit_url=commit_url, pr_url=pr_url)
 
 
+def _offline_dry_run(api: Any, output_dir: Path, repo_id: str, branch: str, local: dict[str, Path], card: str,
+                     reason: str, progress: Progress) -> PushResult:
+    """A dry run that could not reach the Hub: the files and the card as they would be pushed to a new repo,
+    checked locally only, and said so."""
+    where = api.endpoint.rstrip("/")
+    progress.note(f"cannot reach the Hub at {where} ({reason}): files and card not compared with {repo_id}")
+    contents = {path: src.read_bytes() for path, src in local.items()}
+    if "run.json" in contents:
+        contents["run.json"] = public_run_json(contents["run.json"], output_dir)
+        card = with_run_record(card, contents, output_dir, f"{where}/{repo_id}/blob/{branch}/run.json")
+    contents["README.md"] = card.encode("utf-8")
+    files = tuple(PushedFile(path, len(data), "not compared") for path, data in contents.items())
+    return PushResult(repo_id=repo_id, repo_url=f"{where}/{repo_id}", revision=branch, files=files, dry_run=True,
+                      compared=False, unreachable=f"cannot reach the Hub at {where} ({reason})")
+
+
 def _ensure_target(api: Any, repo_id: str, branch: str, remote: _Remote, *, private: bool, create_pr: bool,
                    progress: Progress) -> _Remote:
     """Create the repo and the branch the commit goes to when they do not exist yet; the remote as it is now."""
@@ -278,34 +306,27 @@ def _lint_card(card: str, what: str) -> None:
 
 
 def _validate_on_hub(api: Any, card: str, progress: Progress) -> None:
-    # RepoCard.validate posts to huggingface_hub's import-time ENDPOINT, not to this HfApi's endpoint; HfApi's own
-    # validation (the one create_commit runs) does. Calling it here fails before the repo is even created.
-    validate = getattr(api, "_validate_yaml", None)
-    if validate is None:  # create_commit validates anyway
-        return
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            retry(lambda: validate(card, repo_type="model"), "validate the card", progress)
-        except ValueError as exc:
-            if isinstance(exc, json.JSONDecodeError):
-                raise
-            reasons = "; ".join(line.lstrip("- ") for line in str(exc).splitlines()[1:] if line.strip())
-            raise HubError(f"the Hub rejected the card's metadata: {reasons or exc}",
-                           "fix README.md's YAML front matter, then push again") from None
-    for warning in caught:
-        progress.note(f"Hub: {' '.join(str(warning.message).split())}")
+    from cardgen.hub.validate import validate_on_hub
+
+    verdict = validate_on_hub(api, card, progress)
+    if verdict.errors:
+        raise HubError(f"the Hub rejected the card's metadata: {'; '.join(verdict.errors)}",
+                       "fix README.md's YAML front matter, then push again")
+    for warning in verdict.warnings:
+        progress.note(f"Hub: {warning}")
 
 
-def _read_remote(api: Any, repo_id: str, branch: str, progress: Progress) -> _Remote:
+def _read_remote(api: Any, repo_id: str, branch: str, progress: Progress,
+                 waits: tuple[float, ...] | None = None) -> _Remote:
     from huggingface_hub.errors import RepositoryNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
     try:
-        info = retry(lambda: api.model_info(repo_id), "read the repo", progress)
+        info = retry(lambda: api.model_info(repo_id), "read the repo", progress, waits=waits)
     except RepositoryNotFoundError:
         return _Remote()
-    refs = retry(lambda: api.list_repo_refs(repo_id, include_pull_requests=True), "read the refs", progress)
+    refs = retry(lambda: api.list_repo_refs(repo_id, include_pull_requests=True), "read the refs", progress,
+                 waits=waits)
     heads = {ref.name: ref.target_commit for ref in refs.branches}
     prs = {ref.ref: ref.target_commit for ref in (refs.pull_requests or [])}
     head = heads.get(branch) or prs.get(branch)
@@ -314,11 +335,11 @@ def _read_remote(api: Any, repo_id: str, branch: str, progress: Progress) -> _Re
     if remote.head is None:
         return remote
     tree = retry(lambda: list(api.list_repo_tree(repo_id, revision=remote.head, recursive=True)),
-                  "list the repo's files", progress)
+                  "list the repo's files", progress, waits=waits)
     remote.files = {f.path: f.blob_id for f in tree if isinstance(f, RepoFile)}
     if "README.md" in remote.files:
         path = retry(lambda: api.hf_hub_download(repo_id, "README.md", revision=remote.head),
-                      "download the card", progress)
+                      "download the card", progress, waits=waits)
         remote.card = Path(path).read_text(encoding="utf-8")
     return remote
 

@@ -41,10 +41,11 @@ LOGIN_HINT = "pass --token, set HF_TOKEN, or run `hf auth login` with a token th
 
 
 def retry(call: Callable[[], T], what: str, progress: Progress,
-           landed: Callable[[], Any] | None = None) -> T:
-    """Run ``call``, retrying transient failures after each of RETRY_WAITS_S; ``landed`` (for commits) is
-    asked before each retry whether the failed attempt took effect anyway, and its answer is returned if so."""
-    for wait in (*RETRY_WAITS_S, None):
+           landed: Callable[[], Any] | None = None, waits: tuple[float, ...] | None = None) -> T:
+    """Run ``call``, retrying transient failures after each of ``waits`` (default RETRY_WAITS_S; ``()``: no
+    retries); ``landed`` (for commits) is asked before each retry whether the failed attempt took effect
+    anyway, and its answer is returned if so."""
+    for wait in (*(RETRY_WAITS_S if waits is None else waits), None):
         try:
             return call()
         except Exception as exc:
@@ -79,9 +80,9 @@ def timeout_seconds() -> float:
 
 
 @contextlib.contextmanager
-def request_timeout(seconds: float) -> Iterator[None]:
-    """Give every request of huggingface_hub's shared client ``seconds`` to answer (10 s at most to connect),
-    and put its own setting back afterwards."""
+def request_timeout(seconds: float, connect: float = 10.0) -> Iterator[None]:
+    """Give every request of huggingface_hub's shared client ``seconds`` to answer (``connect`` seconds at most to
+    connect), and put its own setting back afterwards."""
     try:
         import httpx2
         from huggingface_hub import get_session
@@ -90,7 +91,7 @@ def request_timeout(seconds: float) -> Iterator[None]:
         return
     session = get_session()
     before = session.timeout
-    session.timeout = httpx2.Timeout(seconds, connect=min(seconds, 10.0))
+    session.timeout = httpx2.Timeout(seconds, connect=min(seconds, connect))
     try:
         yield
     finally:
@@ -131,6 +132,27 @@ def _is_transient(exc: BaseException) -> bool:
             url = str(exc.request.url)
         return "/preupload/" not in url
     return False
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """Why the Hub could not be reached at all (offline mode, no connection, a timeout, a server error), or
+    None when ``exc`` is an answer of the Hub (401, 404, ...) or a mistake of ours (a malformed URL)."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(exc, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set"
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else None
+        return f"HTTP {status}" if status is not None and status >= 500 else None
+    if isinstance(exc, (ConnectionError, json.JSONDecodeError)):
+        return type(exc).__name__
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - huggingface_hub<3 ships with httpx2
+        return None
+    if isinstance(exc, httpx2.TransportError) and not isinstance(exc, _url_errors(httpx2)):
+        return type(exc).__name__
+    return None
 
 
 def _url_errors(httpx2: Any) -> tuple[type[Exception], ...]:

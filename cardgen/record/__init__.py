@@ -18,8 +18,10 @@ from cardgen.record.bench import (
     MemoryStats,
     ModelBenchmark,
 )
+from cardgen.record.curve import LogPoint
 from cardgen.record.energy import EnergyRecord, StageEnergy
 from cardgen.record.evaluation import Comparison, EvaluationRecord, FlipExample, MetricComparison, ProbeRecord
+from cardgen.record.examples import CardExample
 from cardgen.record.experiments import (
     ExperimentsRecord,
     SearchSpaceEntry,
@@ -31,6 +33,7 @@ from cardgen.record.experiments import (
 )
 from cardgen.record.general import GeneralRecord
 from cardgen.record.generation import GenerationComparison, GenerationExample, GenerationOutputs
+from cardgen.record.plan import RunPlan, SplitPlan, TimeEstimate
 from cardgen.record.reproduce import Change, DriftRow, ReproduceReport
 from cardgen.record.run import (
     SCHEMA_VERSION,
@@ -47,10 +50,11 @@ from cardgen.record.verdict import RuleResult, Verdict
 
 __all__ = [
     "SCHEMA_VERSION", "AdapterRecord", "ResourcesRecord", "BatchResult", "BenchmarkRecord", "BenchmarkSettings",
-    "Comparison", "DataRecord", "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord", "FlipExample",
-    "GenerationComparison", "GenerationExample", "GenerationOutputs", "GenerationResult",
-    "LatencyStats", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord", "RunRecord",
-    "SplitRecord", "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
+    "CardExample", "Comparison", "DataRecord", "EnvironmentRecord", "EpochRow", "EvalSetResult", "EvaluationRecord",
+    "FlipExample", "GenerationComparison", "GenerationExample", "GenerationOutputs", "GenerationResult",
+    "LatencyStats", "LogPoint", "MemoryStats", "MetricComparison", "ModelBenchmark", "ModelRecord", "ProbeRecord",
+    "RunPlan", "RunRecord", "SplitPlan", "SplitRecord", "TimeEstimate",
+    "TrainingRecord", "from_dict", "load_record", "save_record", "to_dict",
     "ExperimentsRecord", "SearchSpaceEntry", "SeedRun", "SeedsRecord", "SpreadStats", "SweepRecord", "SweepTrial",
     "Change", "DriftRow", "EnergyRecord", "GeneralRecord", "ReproduceReport", "RuleResult", "StageEnergy", "Verdict",
 ]

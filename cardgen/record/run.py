@@ -8,8 +8,10 @@ from typing import Any
 
 from cardgen.record.adapter import AdapterRecord, ResourcesRecord
 from cardgen.record.bench import BenchmarkRecord
+from cardgen.record.curve import LogPoint
 from cardgen.record.energy import EnergyRecord
 from cardgen.record.evaluation import Comparison, EvaluationRecord
+from cardgen.record.examples import CardExample
 from cardgen.record.experiments import ExperimentsRecord
 from cardgen.record.general import GeneralRecord
 from cardgen.record.verdict import Verdict
@@ -62,6 +64,7 @@ class DataRecord:
     hub_revision: str | None = None
     max_length: int = 128
     report: dict[str, Any] = field(default_factory=dict)  # duplicates, overlap: filled by data checks
+    hub_sha: str | None = None  # the Hub dataset's commit that was loaded (when the Hub said)
 
 
 @dataclass
@@ -80,6 +83,7 @@ class ModelRecord:
     size_on_disk_bytes: int | None = None
     saved_to: str | None = None  # relative path of the saved fine-tuned model, "" for the output dir itself
     notes: list[str] = field(default_factory=list)
+    commit_sha: str | None = None  # the base model's Hub commit that was loaded (None for a local directory)
 
 
 @dataclass
@@ -119,6 +123,8 @@ class TrainingRecord:
     stopped_early: bool = False
     resumed_from: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. a plan far longer than intended
+    curve: list[LogPoint] = field(default_factory=list)  # every training log entry (loss, learning rate)
+    trackers: dict[str, str] = field(default_factory=dict)  # tracker -> run URL, or its local log directory
 
 
 @dataclass
@@ -149,3 +155,4 @@ class RunRecord:
     energy: EnergyRecord | None = None  # codecarbon's energy and emissions per stage
     adapter: AdapterRecord | None = None  # the LoRA adapter trained or loaded (None: every weight is the model's)
     resources: ResourcesRecord | None = None  # trainable parameters, precision, checkpointing, memory peaks
+    examples: list[CardExample] = field(default_factory=list)  # evaluation examples the card shows
