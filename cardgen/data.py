@@ -251,6 +251,19 @@ def subsample(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame
     return frame.sample(n=limit, random_state=seed).reset_index(drop=True)
 
 
+def split_and_subsample(frames: dict[str, pd.DataFrame], sources: dict[str, str], cfg: DataConfig,
+                        stratify_column: str | None, need_train: bool) -> dict[str, pd.DataFrame]:
+    """:func:`split_frames`, then the train split cut to ``max_train_samples`` and the evaluation splits to
+    ``max_eval_samples`` (seeded by ``split_seed``): what every task does to its normalised frames."""
+    frames = split_frames(frames, sources, cfg, stratify_column, need_train)
+    if "train" in frames:
+        frames["train"] = subsample(frames["train"], cfg.max_train_samples, cfg.split_seed)
+    for split in ("validation", "test"):
+        if split in frames:
+            frames[split] = subsample(frames[split], cfg.max_eval_samples, cfg.split_seed)
+    return frames
+
+
 def require_columns(frame: pd.DataFrame, columns: list[str], split: str, source: str) -> None:
     """Fail with the available columns when one is missing."""
     for col in columns:

@@ -30,8 +30,7 @@ from cardgen.data import (
     make_split_record,
     new_data_record,
     require_columns,
-    split_frames,
-    subsample,
+    split_and_subsample,
     token_length_stats,
 )
 from cardgen.errors import ConfigError
@@ -66,12 +65,7 @@ def prepare_text_data(cfg: RunConfig, tokenizer: Any, need_train: bool, max_leng
         require_columns(frame, [d.text_column], split, sources[split])
         check_texts(frame, d.text_column, split, sources[split])
         frames[split] = frame[[d.text_column]].rename(columns={d.text_column: "text"}).reset_index(drop=True)
-    frames = split_frames(frames, sources, d, None, need_train)
-    if "train" in frames:
-        frames["train"] = subsample(frames["train"], d.max_train_samples, d.split_seed)
-    for split in ("validation", "test"):
-        if split in frames:
-            frames[split] = subsample(frames[split], d.max_eval_samples, d.split_seed)
+    frames = split_and_subsample(frames, sources, d, None, need_train)
     records = {}
     for split, frame in frames.items():
         lengths = [len(ids) for ids in tokenizer(frame["text"].tolist(), add_special_tokens=add_special_tokens,

@@ -16,8 +16,7 @@ from cardgen.data import (
     make_split_record,
     new_data_record,
     require_columns,
-    split_frames,
-    subsample,
+    split_and_subsample,
     token_length_stats,
 )
 from cardgen.data_report import data_report
@@ -131,15 +130,9 @@ def prepare_data(cfg: RunConfig, tokenizer: Any, need_train: bool, model_config:
         raise DataError(f"only one class ({names[0]!r}) in the data", "classification needs at least two labels")
     for split in list(frames):
         frames[split] = _encode_labels(frames[split], names, split, sources[split])
-    frames = split_frames(frames, sources, d, "label", need_train)
-    seed = d.split_seed
-    if "train" in frames:
-        frames["train"] = subsample(frames["train"], d.max_train_samples, seed)
-        if need_train and frames["train"]["label"].nunique() < 2:
-            raise DataError("the train split holds a single class", "training needs examples of at least two labels")
-    for split in ("validation", "test"):
-        if split in frames:
-            frames[split] = subsample(frames[split], d.max_eval_samples, seed)
+    frames = split_and_subsample(frames, sources, d, "label", need_train)
+    if need_train and "train" in frames and frames["train"]["label"].nunique() < 2:
+        raise DataError("the train split holds a single class", "training needs examples of at least two labels")
     max_len = effective_max_length(cfg, tokenizer)
     records = {}
     for split, frame in frames.items():

@@ -30,8 +30,7 @@ from cardgen.data import (
     load_frames,
     make_split_record,
     new_data_record,
-    split_frames,
-    subsample,
+    split_and_subsample,
     token_length_stats,
 )
 from cardgen.errors import ConfigError, DataError
@@ -113,12 +112,7 @@ def load_split_frames(cfg: RunConfig, tokenizer: Any, need_train: bool) -> tuple
         texts = [str(t) for t in frame[ins.prompt_column]]
         frames[split] = pd.DataFrame({"source": texts, "prompt": [render_prompt(cfg, tokenizer, t) for t in texts],
                                       "completion": [str(t) for t in frame[ins.completion_column]]})
-    frames = split_frames(frames, sources, d, None, need_train)
-    if "train" in frames:
-        frames["train"] = subsample(frames["train"], d.max_train_samples, d.split_seed)
-    for split in ("validation", "test"):
-        if split in frames:
-            frames[split] = subsample(frames[split], d.max_eval_samples, d.split_seed)
+    frames = split_and_subsample(frames, sources, d, None, need_train)
     return frames, sources, files
 
 

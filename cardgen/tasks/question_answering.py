@@ -32,8 +32,7 @@ from cardgen.data import (
     make_split_record,
     new_data_record,
     require_columns,
-    split_frames,
-    subsample,
+    split_and_subsample,
     token_length_stats,
 )
 from cardgen.errors import ConfigError, DataError
@@ -175,12 +174,7 @@ def load_split_frames(cfg: RunConfig, need_train: bool) -> tuple[dict[str, pd.Da
     frames, sources, files = load_frames(d)
     for split in list(frames):
         frames[split] = _normalise_frame(frames[split], cfg, split, sources[split])
-    frames = split_frames(frames, sources, d, None, need_train)
-    if "train" in frames:
-        frames["train"] = subsample(frames["train"], d.max_train_samples, d.split_seed)
-    for split in ("validation", "test"):
-        if split in frames:
-            frames[split] = subsample(frames[split], d.max_eval_samples, d.split_seed)
+    frames = split_and_subsample(frames, sources, d, None, need_train)
     return frames, sources, files
 
 

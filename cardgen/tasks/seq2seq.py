@@ -22,8 +22,7 @@ from cardgen.data import (
     load_frames,
     make_split_record,
     new_data_record,
-    split_frames,
-    subsample,
+    split_and_subsample,
     token_length_stats,
 )
 from cardgen.errors import ConfigError, ModelError
@@ -120,12 +119,7 @@ def load_split_frames(cfg: RunConfig, need_train: bool) -> tuple[dict[str, pd.Da
         check_references(frame, s.target_column, split, sources[split])
         frames[split] = frame[[s.source_column, s.target_column]].set_axis(["source", "target"], axis=1)\
             .reset_index(drop=True)
-    frames = split_frames(frames, sources, d, None, need_train)
-    if "train" in frames:
-        frames["train"] = subsample(frames["train"], d.max_train_samples, d.split_seed)
-    for split in ("validation", "test"):
-        if split in frames:
-            frames[split] = subsample(frames[split], d.max_eval_samples, d.split_seed)
+    frames = split_and_subsample(frames, sources, d, None, need_train)
     return frames, sources, files
 
 
