@@ -261,21 +261,11 @@ def _task_name(record: RunRecord) -> str:
 
 def build_context(record: RunRecord) -> dict[str, Any]:
     """Everything the template prints, already rounded and escaped."""
-    from cardgen.card.adapter import adapter_context, resources_context
     from cardgen.card.comparison import comparison_context
-    from cardgen.card.experiments import seeds_context, sweep_context
     from cardgen.card.reproduction import perplexity_code
 
     card_cfg = record.config.get("card", {})
     env = record.environment
-    packages = env.packages
-    framework = [(label, packages[key]) for key, label in (
-        ("transformers", "Transformers"), ("torch", "PyTorch"), ("datasets", "Datasets"),
-        ("tokenizers", "Tokenizers"), ("accelerate", "Accelerate"), ("huggingface_hub", "huggingface_hub"),
-        ("peft", "PEFT"), ("bitsandbytes", "bitsandbytes"), ("cardgen", "cardgen")) if key in packages
-        and (key not in ("peft", "bitsandbytes") or record.adapter is not None)]
-    if env.cuda:
-        framework.insert(2, ("CUDA", env.cuda))
     ev = record.evaluation
     hp, other = _hyperparameters(record)
     dtype, dname = dataset_ids(record)
@@ -322,7 +312,7 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "num_parameters": f"{record.model.num_parameters / 1e6:.1f}M",
         "architecture": record.model.architecture,
         "trust_remote_code": record.model.trust_remote_code,
-        "framework": framework,
+        "framework": _framework(record),
         "hardware": {
             "device": env.device, "device_name": env.device_name, "num_devices": env.num_devices,
             "cpu_count": env.cpu_count, "threads": env.torch_threads, "memory_gb": env.memory_gb,
@@ -347,23 +337,44 @@ def build_context(record: RunRecord) -> dict[str, Any]:
         "cardgen_version": record.cardgen_version,
         "schema_version": record.schema_version,
         "dataset_type": dtype,
-        "seeds": seeds_context(record),
-        "sweep": sweep_context(record),
         **_experiment_sections(record),
-        "adapter": adapter_context(record, md_escape(base_name), _run_dir(record)),
-        "resources": resources_context(record),
+        **_adapter_sections(record, md_escape(base_name)),
         **_provenance(record),
     }
 
 
+def _framework(record: RunRecord) -> list[tuple[str, str]]:
+    """(label, version) of the libraries that made the numbers; peft and bitsandbytes only under an adapter."""
+    env = record.environment
+    packages = env.packages
+    framework = [(label, packages[key]) for key, label in (
+        ("transformers", "Transformers"), ("torch", "PyTorch"), ("datasets", "Datasets"),
+        ("tokenizers", "Tokenizers"), ("accelerate", "Accelerate"), ("huggingface_hub", "huggingface_hub"),
+        ("peft", "PEFT"), ("bitsandbytes", "bitsandbytes"), ("cardgen", "cardgen")) if key in packages
+        and (key not in ("peft", "bitsandbytes") or record.adapter is not None)]
+    if env.cuda:
+        framework.insert(2, ("CUDA", env.cuda))
+    return framework
+
+
 def _experiment_sections(record: RunRecord) -> dict[str, Any]:
-    """The Verdict, Forgetting check and Environmental impact sections (None each when the run has none)."""
+    """The Seeds, Hyperparameter search, Verdict, Forgetting check and Environmental impact sections (None each
+    when the run has none)."""
     from cardgen.card.energy import energy_context
+    from cardgen.card.experiments import seeds_context, sweep_context
     from cardgen.card.forgetting import forgetting_context
     from cardgen.card.verdict import verdict_context
 
-    return {"verdict": verdict_context(record.verdict), "forgetting": forgetting_context(record),
+    return {"seeds": seeds_context(record), "sweep": sweep_context(record),
+            "verdict": verdict_context(record.verdict), "forgetting": forgetting_context(record),
             "energy": energy_context(record)}
+
+
+def _adapter_sections(record: RunRecord, base_name: str) -> dict[str, Any]:
+    """The Adapter section and the memory options (card/adapter.py)."""
+    from cardgen.card.adapter import adapter_context, resources_context
+
+    return {"adapter": adapter_context(record, base_name, _run_dir(record)), "resources": resources_context(record)}
 
 
 def _provenance(record: RunRecord) -> dict[str, Any]:
