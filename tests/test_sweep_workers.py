@@ -184,8 +184,10 @@ def test_sentiment_seeds_shrunk(tmp_path: Path) -> None:
          "-o", str(out), "-q", "--set", "data.max_train_samples=192", "--set", "data.max_eval_samples=128",
          "--set", "training.num_epochs=1", "--set", "benchmark.enabled=false", "--set", "compare.bootstrap_samples=200"],
         capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    # The example's ship gate (accuracy +0.01 over the base) may fail on 192 training sentences: exit 3, all written.
+    assert proc.returncode in (0, 3), proc.stderr
     rec = json.loads((out / "run.json").read_text())
+    assert rec["verdict"]["passed"] is (proc.returncode == 0)
     seeds = rec["experiments"]["seeds"]
     assert [r["seed"] for r in seeds["runs"]] == [42, 43] and seeds["test"]["accuracy"]["std"] is not None
     assert "## Seeds" in (out / "README.md").read_text()
