@@ -38,7 +38,8 @@ def command(setup: Setup, out: Path, limit: int | None) -> tuple[list[str], dict
     launcher = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     args = ["-m", "cardgen", "run", str(ROOT / "examples" / "sentiment.yaml"), "--no-train", "--output", str(out),
-            "--overwrite", "--quiet", "--set", "benchmark.enabled=false", "--set", "compare.enabled=false"]
+            "--overwrite", "--quiet", "--set", "benchmark.enabled=false", "--set", "compare.enabled=false",
+            "--set", "compare.require=[]"]
     if limit:
         args += ["--set", f"data.max_eval_samples={limit}"]
     return launcher + args, env

@@ -61,7 +61,7 @@ def cardgen_config(data: Path, out: Path, epochs: float, seed: int) -> Any:
     return load_config(ROOT / "examples" / "sentiment.yaml", [
         f"model.name_or_path={MINILM}", f"data.train={data / 'train.jsonl'}",
         f"data.validation={data / 'validation.jsonl'}", f"data.test={data / 'test.jsonl'}",
-        f"training.num_epochs={epochs}", f"training.seed={seed}", "compare.enabled=false",
+        f"training.num_epochs={epochs}", f"training.seed={seed}", "compare.enabled=false", "compare.require=[]",
         "benchmark.enabled=false", f"output.dir={out}",
     ])
 

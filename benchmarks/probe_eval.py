@@ -37,7 +37,7 @@ def main() -> None:
     from cardgen.tasks import classification as task
 
     cfg = load_config(ROOT / "examples" / "sentiment.yaml",
-                      ["training=null", "evaluation.batch_size=32", f"model.name_or_path={MINILM}"])
+                      ["training=null", "compare.require=[]", "evaluation.batch_size=32", f"model.name_or_path={MINILM}"])
     tokenizer = load_tokenizer(cfg.model, *resolve_source(cfg.model))
     data = task.prepare_data(cfg, tokenizer, False, None)
     torch.manual_seed(0)
