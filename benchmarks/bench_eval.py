@@ -20,10 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    MINILM,
-    ROOT,
     Row,
     emit,
+    eval_config,
     interleaved,
     load_average,
     log,
@@ -50,13 +49,11 @@ def main() -> None:
     import torch
     from transformers import pipeline
 
-    from cardgen.config import load_config
     from cardgen.engine import CALL_TOKENS, length_order, min_cost_batches
     from cardgen.models import load_tokenizer, resolve_source
     from cardgen.tasks import classification as task
 
-    cfg = load_config(ROOT / "examples" / "sentiment.yaml",
-                      ["training=null", "compare.require=[]", "evaluation.batch_size=32", f"model.name_or_path={MINILM}"])
+    cfg = eval_config()
     directory, gguf = resolve_source(cfg.model)
     tokenizer = load_tokenizer(cfg.model, directory, gguf)
     data = task.prepare_data(cfg, tokenizer, False, None)

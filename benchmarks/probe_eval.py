@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import MINILM, ROOT, load_average, log, quiet  # noqa: E402
+from common import eval_config, load_average, log, quiet  # noqa: E402
 
 
 def main() -> None:
@@ -32,12 +32,10 @@ def main() -> None:
     from transformers import pipeline
 
     from cardgen import engine
-    from cardgen.config import load_config
     from cardgen.models import load_tokenizer, resolve_source
     from cardgen.tasks import classification as task
 
-    cfg = load_config(ROOT / "examples" / "sentiment.yaml",
-                      ["training=null", "compare.require=[]", "evaluation.batch_size=32", f"model.name_or_path={MINILM}"])
+    cfg = eval_config()
     tokenizer = load_tokenizer(cfg.model, *resolve_source(cfg.model))
     data = task.prepare_data(cfg, tokenizer, False, None)
     torch.manual_seed(0)
