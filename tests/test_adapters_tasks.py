@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import build_tiny_bert, write_jsonl
-from test_tasks_lm import build_tiny_gpt2, lm_config, lm_texts
+from test_tasks_lm import build_tiny_gpt2, lm_config, write_lm_splits
 from test_tasks_qa import qa_config, qa_rows
 
 from cardgen.config import load_config
@@ -19,10 +19,7 @@ pytest.importorskip("peft")
 
 @pytest.fixture(scope="module")
 def text_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lora-lm-data")
-    for name, n, seed in (("train", 160, 1), ("validation", 24, 2), ("test", 24, 3)):
-        write_jsonl(root / f"{name}.jsonl", [{"text": t} for t in lm_texts(n, seed)])
-    return root
+    return write_lm_splits(tmp_path_factory.mktemp("lora-lm-data"), 160, 24, 24)
 
 
 @pytest.fixture(scope="module")

@@ -93,14 +93,13 @@ def lm_texts_about(words: list[str], n: int, seed: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def causal_general_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from test_tasks_lm import build_tiny_gpt2, lm_texts
+    from test_tasks_lm import build_tiny_gpt2, write_lm_splits
 
     from cardgen.pipeline import run
 
     root = tmp_path_factory.mktemp("general-clm")
     model = build_tiny_gpt2(root / "gpt2")
-    for name, n, seed in (("train", 200, 1), ("validation", 30, 2), ("test", 30, 3)):
-        write_jsonl(root / f"{name}.jsonl", [{"text": t} for t in lm_texts(n, seed)])
+    write_lm_splits(root, 200, 30, 30)
     # text of another kind: city words the training data hardly uses
     write_jsonl(root / "general.jsonl", [{"text": t} for t in lm_texts_about(["paris", "france", "capital", "city",
                                                                               "of", "is"], 30, 4)])

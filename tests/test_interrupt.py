@@ -9,7 +9,6 @@ a known point: after the first checkpoint, in the middle of the next epoch. The 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import base_config, write_config
+from paced import LAUNCHER, paced_env, saved_steps
 
 
 @pytest.fixture(autouse=True)
@@ -26,45 +26,8 @@ def _no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
     """One-line errors, even after an in-process `--debug` elsewhere set CARDGEN_DEBUG in os.environ."""
     monkeypatch.setenv("CARDGEN_DEBUG", "")
 
-
-LAUNCHER = '''
-import os, sys, time
-from pathlib import Path
-
-import cardgen.train as train_mod
-
-_callbacks = train_mod._callbacks
-
-
-def slow_callbacks(progress, stop, patience):
-    from transformers import TrainerCallback
-
-    class Pace(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            time.sleep(float(os.environ.get("PACE_STEP_SLEEP", "0")))
-
-        def on_save(self, args, state, control, **kw):
-            with open(os.environ["PACE_SAVED"], "a") as fh:
-                fh.write(f"{state.global_step}\\n")
-
-    return _callbacks(progress, stop, patience) + [Pace()]
-
-
-train_mod._callbacks = slow_callbacks
-from cardgen.cli import main
-
-sys.argv = ["cardgen", *sys.argv[1:]]
-main()
-'''
-
 # tiny data: 160 train examples, batch 16 -> 10 steps an epoch; 3 epochs
 TRAINING = {"learning_rate": 5e-3, "num_epochs": 3, "train_batch_size": 16, "eval_batch_size": 32, "seed": 11}
-
-
-def _env(saved: Path, sleep: float) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CARDGEN_DEBUG", "HF_TOKEN")}
-    env.update(PACE_SAVED=str(saved), PACE_STEP_SLEEP=str(sleep), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    return env
 
 
 class Launch:
@@ -80,11 +43,11 @@ class Launch:
             launcher.write_text(LAUNCHER)
         self.proc = subprocess.Popen(
             [sys.executable, str(launcher), "run", str(cfg), *args],
-            stdout=self.stdout_path.open("w"), stderr=self.stderr_path.open("w"), env=_env(self.saved, sleep),
+            stdout=self.stdout_path.open("w"), stderr=self.stderr_path.open("w"), env=paced_env(self.saved, sleep),
         )
 
     def checkpoints_saved(self) -> list[int]:
-        return [int(x) for x in self.saved.read_text().split()] if self.saved.exists() else []
+        return saved_steps(self.saved)
 
     def wait_for_checkpoint(self, timeout: float = 240) -> int:
         deadline = time.monotonic() + timeout

@@ -14,8 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import write_jsonl
-from test_tasks_lm import build_tiny_gpt2, lm_config, lm_texts
+from test_tasks_lm import build_tiny_gpt2, lm_config, write_lm_splits
 
 from cardgen.config import load_config
 
@@ -27,10 +26,7 @@ def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("texts")
-    for name, n, seed in (("train", 120, 1), ("validation", 20, 2), ("test", 37, 3)):
-        write_jsonl(root / f"{name}.jsonl", [{"text": t} for t in lm_texts(n, seed)])
-    return root
+    return write_lm_splits(tmp_path_factory.mktemp("texts"), 120, 20, 37)
 
 
 @pytest.fixture(scope="module")

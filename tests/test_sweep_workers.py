@@ -2,7 +2,7 @@
 lost; two workers on one SQLite study share the places without losing or duplicating a trial; the sweep
 example and ``--seeds`` on the packaged MiniLM, shrunk.
 
-The sweeps are real ``cardgen sweep`` subprocesses. A launcher (as in test_interrupt.py) paces training a
+The sweeps are real ``cardgen sweep`` subprocesses. The launcher of paced.py (shared with test_interrupt.py) paces training a
 little and notes each saved checkpoint, so a test can kill at a known point; the pace changes no number.
 """
 
@@ -19,39 +19,12 @@ from typing import Any
 
 import pytest
 from conftest import base_config, write_config
+from paced import LAUNCHER, paced_env
 
 optuna = pytest.importorskip("optuna")
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCHER = '''
-import os, sys, time
-
-import cardgen.train as train_mod
-
-_callbacks = train_mod._callbacks
-
-
-def paced(progress, stop, patience):
-    from transformers import TrainerCallback
-
-    class Pace(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            time.sleep(float(os.environ.get("PACE_STEP_SLEEP", "0")))
-
-        def on_save(self, args, state, control, **kw):
-            with open(os.environ["PACE_SAVED"], "a") as fh:
-                fh.write(f"{args.output_dir} {state.global_step}\\n")
-
-    return _callbacks(progress, stop, patience) + [Pace()]
-
-
-train_mod._callbacks = paced
-from cardgen.cli import main
-
-sys.argv = ["cardgen", *sys.argv[1:]]
-main()
-'''
 SPACE = {"training.learning_rate": {"type": "log-uniform", "low": 1e-3, "high": 2e-2},
          "training.train_batch_size": {"type": "categorical", "choices": [16, 32]}}
 
@@ -65,10 +38,8 @@ def launch(root: Path, name: str, *args: str, sleep: float = 0.0) -> tuple[subpr
     launcher = root / "launch.py"
     launcher.write_text(LAUNCHER)
     saved = root / f"{name}.saved"
-    env = {k: v for k, v in os.environ.items() if k not in ("CARDGEN_DEBUG", "HF_TOKEN")}
-    env.update(PACE_SAVED=str(saved), PACE_STEP_SLEEP=str(sleep), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, str(launcher), *args], env=env, stdout=(root / f"{name}.out").open("w"),
-                            stderr=(root / f"{name}.err").open("w"))
+    proc = subprocess.Popen([sys.executable, str(launcher), *args], env=paced_env(saved, sleep),
+                            stdout=(root / f"{name}.out").open("w"), stderr=(root / f"{name}.err").open("w"))
     return proc, saved
 
 

@@ -24,6 +24,13 @@ def lm_texts(n: int, seed: int) -> list[str]:
     return [make_sentence(rng, rng.random() < 0.5).capitalize() for _ in range(n)]
 
 
+def write_lm_splits(root: Path, train: int, validation: int, test: int) -> Path:
+    """train/validation/test.jsonl of :func:`lm_texts` (seeds 1, 2, 3) in ``root``; returns ``root``."""
+    for name, n, seed in (("train", train, 1), ("validation", validation, 2), ("test", test, 3)):
+        write_jsonl(root / f"{name}.jsonl", [{"text": t} for t in lm_texts(n, seed)])
+    return root
+
+
 def build_tiny_gpt2(path: Path) -> Path:
     """A 2-layer, 32-wide GPT-2 and a byte-level BPE tokenizer trained in-process, saved as safetensors."""
     import torch
@@ -51,10 +58,7 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def lm_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lm-data")
-    for name, n, seed in (("train", 300, 1), ("validation", 40, 2), ("test", 40, 3)):
-        write_jsonl(root / f"{name}.jsonl", [{"text": t} for t in lm_texts(n, seed)])
-    return root
+    return write_lm_splits(tmp_path_factory.mktemp("lm-data"), 300, 40, 40)
 
 
 def lm_config(model: Path, data: Path, out: Path, task: str, **sections: Any) -> dict[str, Any]:
