@@ -368,7 +368,7 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
                      progress: Progress, main: bool = True) -> None:
     """Comparison with the base model (on every process) and the speed benchmark (on the main one), when the
     config asks for them; each stage returns its records and only this function puts them into the run record."""
-    from cardgen.sharding import has_sharded_parameters, sharded_evaluation
+    from cardgen.sharding import sharded_evaluation
 
     if cfg.compare.enabled:
         from cardgen.compare.stage import compare_stage
@@ -378,12 +378,9 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
                 cfg, task, loaded, data, training=record.training, evaluation=record.evaluation,
                 model=record.model, base_evaluation=record.base_evaluation, progress=progress,
                 adapter=record.adapter)
-    if cfg.benchmark.enabled and main and has_sharded_parameters(loaded.model):
-        warning = ("the benchmark was skipped: the model's weights are sharded across the processes (FSDP or "
-                   "ZeRO-3), and its speed is measured in one process; measure the saved model with `cardgen bench`")
-        record.warnings.append(warning)
-        progress.note(f"warning: {warning}")
-    elif cfg.benchmark.enabled and main:
+    if cfg.benchmark.enabled and main and not _skipped_when_sharded(loaded.model, record, progress, (
+            "the benchmark was skipped: the model's weights are sharded across the processes (FSDP or ZeRO-3), and "
+            "its speed is measured in one process; measure the saved model with `cardgen bench`")):
         from cardgen.bench.stage import benchmark_stage
 
         with timer("benchmark", "Benchmarking speed and memory"):
@@ -393,20 +390,28 @@ def _optional_stages(cfg: RunConfig, task: Any, loaded: Any, data: Any, record: 
         record.adapter.base_evaluation = record.base_evaluation.extra.get("base_via")
 
 
+def _skipped_when_sharded(model: Any, record: RunRecord, progress: Progress, warning: str) -> bool:
+    """True, with ``warning`` in the record and on the console, when the model's weights are sharded across the
+    processes (FSDP, ZeRO-3): a stage that runs on the main process alone cannot run its forward passes then."""
+    from cardgen.sharding import has_sharded_parameters
+
+    if not has_sharded_parameters(model):
+        return False
+    record.warnings.append(warning)
+    progress.note(f"warning: {warning}")
+    return True
+
+
 def _experiment_stages(cfg: RunConfig, task: Any, inputs: _Loaded, record: RunRecord, timer: StageTimer,
                        progress: Progress, main: bool = True) -> None:
     """The forgetting check on data.general (the main process alone: it is small), the energy record and the ship
     gate's verdict (issue 16)."""
     from cardgen.experiments.energy import evaluated_tokens
     from cardgen.experiments.gate import run_verdict
-    from cardgen.sharding import has_sharded_parameters
 
-    if inputs.general is not None and main and has_sharded_parameters(inputs.loaded.model):
-        warning = ("the forgetting check (data.general) was skipped: the model's weights are sharded across the "
-                   "processes (FSDP or ZeRO-3); run `cardgen compare` on the saved models with the general set")
-        record.warnings.append(warning)
-        progress.note(f"warning: {warning}")
-    elif inputs.general is not None and main:
+    if inputs.general is not None and main and not _skipped_when_sharded(inputs.loaded.model, record, progress, (
+            "the forgetting check (data.general) was skipped: the model's weights are sharded across the processes "
+            "(FSDP or ZeRO-3); run `cardgen compare` on the saved models with the general set")):
         from cardgen.experiments.general import general_stage
 
         with timer("general", f"Scoring both models on the general set {inputs.general.record.name}"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cardgen.engine import StepFn
+from cardgen.sharding import has_sharded_parameters
 
 # Logits of one output-head call at most (a bound on memory only). Measured on a 2-core CPU (benchmarks/
 # probe_perplexity.py): splitting a batch's head into calls of 16 MiB made it 1.4x slower when other processes
@@ -22,7 +23,7 @@ def output_head(model: Any) -> tuple[Any, Any] | None:
     """(backbone, output head) of a model whose logits are ``head(backbone(...).last_hidden_state)`` as far as its
     attributes say (a transformers ``*ForCausalLM``/``*ForMaskedLM``); None otherwise. :func:`token_nll_step`
     checks the claim against the model's own forward before relying on it."""
-    if _sharded_weights(model):  # FSDP / ZeRO-3 gather weights in the wrapped model's own forward hooks
+    if has_sharded_parameters(model):  # FSDP / ZeRO-3 gather weights in the wrapped model's own forward hooks
         return None
     get_base = getattr(model, "get_base_model", None)  # a peft model: the transformers model, its LoRA layers inside
     if callable(get_base):
@@ -33,14 +34,6 @@ def output_head(model: Any) -> tuple[Any, Any] | None:
     if backbone is None or backbone is model or head is None:
         return None
     return backbone, head
-
-
-def _sharded_weights(model: Any) -> bool:
-    """Whether the model's weights are split across processes (FSDP's DTensor or flat parameters, DeepSpeed ZeRO-3)."""
-    parameters = getattr(model, "parameters", None)
-    if not callable(parameters):
-        return False
-    return any(type(p).__name__ in ("DTensor", "FlatParameter") or hasattr(p, "ds_id") for p in parameters())
 
 
 def _plain_nll(model: Any, batch: dict[str, Any], labels: Any, shift: bool) -> Any:
