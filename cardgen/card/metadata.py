@@ -88,6 +88,8 @@ def card_data(record: RunRecord) -> Any:
     """The card's YAML front matter as huggingface_hub ModelCardData (no null values)."""
     from huggingface_hub import ModelCardData
 
+    from cardgen.card.generation import generation_widget
+
     card_cfg = record.config.get("card", {})
     tags = ["cardgen", "generated_from_trainer" if record.training else "evaluated"]
     base_id = base_model_id(record)
@@ -107,11 +109,9 @@ def card_data(record: RunRecord) -> Any:
         "model_name": model_display_name(record),
         "eval_results": results or None,
         "co2_eq_emissions": co2_metadata(record),
-        "widget": widget_entries(_widget_items(record)) or None,
+        # generation tasks: the test prompts as the model takes them; the others: the card's examples
+        "widget": generation_widget(record) or widget_entries(_widget_items(record)) or None,
     }
-    from cardgen.card.generation import generation_widget
-
-    kwargs["widget"] = generation_widget(record) or kwargs["widget"]  # generation tasks: the test prompts
     return ModelCardData(**{k: v for k, v in kwargs.items() if v is not None})
 
 
